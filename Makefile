@@ -1,0 +1,53 @@
+# make train  - install if needed, pretrain a small GPT on Tiny Shakespeare, print a sample
+# make test   - install if needed, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The torch build to install. torch==2.13.0 is a CPU wheel where this project is developed.
+# Elsewhere pick the build from PyTorch's own index, e.g.
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu     (CPU-only machine)
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cu128   (CUDA 12.8)
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+# Real data sets beside the checkout, when they are there, save the download.
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/tinyshakespeare/input.txt),)
+export MINIGPT_DATA_DIR ?= $(SHARED_DATA)
+endif
+
+.PHONY: install train test tensorboard lint format bench clean
+
+$(BIN)/minigpt: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/minigpt
+
+train: install
+	$(BIN)/minigpt fit --config configs/pretrain-small.yaml
+	@run=$$(ls -td lightning_logs/version_*/checkpoints | head -n 1); \
+	echo "--- sample from $$run/last.ckpt ---"; \
+	$(BIN)/minigpt generate --ckpt_path $$run/last.ckpt --prompt "ROMEO:" --max_new_tokens 500 --seed 1
+
+test: install
+	$(BIN)/pytest
+
+tensorboard: install
+	$(BIN)/tensorboard --logdir lightning_logs
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	$(BIN)/python benchmarks/lightning_overhead.py
+	$(BIN)/python benchmarks/train_figures.py --config configs/pretrain-small.yaml
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache benchmarks/out

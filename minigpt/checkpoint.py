@@ -1,0 +1,86 @@
+"""Self-contained checkpoints: weights, model config and tokenizer, readable without Lightning.
+
+A Lightning checkpoint written by minigpt carries a `minigpt` entry with the architecture name,
+its config and the tokenizer JSON, so `load_checkpoint(path)` rebuilds a ready model from the
+file alone.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from minigpt.bigram import BigramConfig, BigramLM
+from minigpt.errors import MinigptError
+from minigpt.model import GPT, GPTConfig
+from minigpt.tokenizers import Tokenizer, tokenizer_from_json
+
+ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
+    "gpt": (GPTConfig, GPT),
+    "bigram": (BigramConfig, BigramLM),
+}
+METADATA_KEY = "minigpt"
+MODEL_PREFIX = "model."  # the LightningModule holds the network as `self.model`
+
+
+def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
+    if arch not in ARCHITECTURES:
+        raise MinigptError(f"unknown model.arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    config_class, model_class = ARCHITECTURES[arch]
+    return model_class(config_class.from_dict(config))
+
+
+def metadata(arch: str, model: nn.Module, tokenizer: Tokenizer) -> dict[str, Any]:
+    return {"arch": arch, "model_config": model.config.to_dict(), "tokenizer": tokenizer.to_json()}
+
+
+def read_checkpoint(path: str | Path, key: str = "--ckpt_path") -> dict[str, Any]:
+    """The raw checkpoint dict, with one-line errors for a missing, corrupt or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MinigptError(f"{key}: {path} does not exist; pass a .ckpt file written by minigpt fit")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError):
+        raise MinigptError(
+            f"{key}: {path} is not a readable checkpoint (truncated, corrupt or another kind of file); "
+            "pass a .ckpt file written by minigpt fit"
+        ) from None
+    if not isinstance(checkpoint, dict) or METADATA_KEY not in checkpoint or "state_dict" not in checkpoint:
+        raise MinigptError(
+            f"{key}: {path} is not a minigpt checkpoint (no model config or tokenizer inside); "
+            "pass a .ckpt file written by minigpt fit"
+        )
+    return checkpoint
+
+
+@dataclass
+class Checkpoint:
+    model: nn.Module
+    tokenizer: Tokenizer
+    arch: str
+    path: Path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the model (in eval mode) and tokenizer stored in a minigpt checkpoint."""
+    checkpoint = read_checkpoint(path)
+    meta = checkpoint[METADATA_KEY]
+    model = build_model(meta["arch"], meta["model_config"])
+    state = {
+        name[len(MODEL_PREFIX) :]: tensor
+        for name, tensor in checkpoint["state_dict"].items()
+        if name.startswith(MODEL_PREFIX)
+    }
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise MinigptError(f"--ckpt_path: {path} has weights that do not fit its own model config ({error})") from None
+    tokenizer = tokenizer_from_json(meta["tokenizer"], source=f"tokenizer in {path}")
+    return Checkpoint(model=model.to(device).eval(), tokenizer=tokenizer, arch=meta["arch"], path=Path(path))

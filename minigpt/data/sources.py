@@ -1,0 +1,114 @@
+"""Where a corpus file comes from: explicit path > $MINIGPT_DATA_DIR > user cache > download."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from minigpt.errors import MinigptError
+
+DATA_DIR_ENV = "MINIGPT_DATA_DIR"
+CACHE_DIR_ENV = "MINIGPT_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """minigpt's cache: $MINIGPT_CACHE_DIR, else $XDG_CACHE_HOME/minigpt, else ~/.cache/minigpt."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "minigpt"
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """A corpus file with a canonical home: `<data dir>/<name>/<filename>`, maybe downloadable."""
+
+    name: str
+    filename: str
+    url: str | None = None
+    sha256: str | None = None
+
+    @property
+    def relative_path(self) -> Path:
+        return Path(self.name) / self.filename
+
+
+def check_readable_file(path: Path, key: str = "data.path") -> Path:
+    if not path.exists():
+        raise MinigptError(f"{key}: {path} does not exist; pass the path of a text file")
+    if not path.is_file():
+        raise MinigptError(f"{key}: {path} is not a file; pass the path of a text file")
+    if not os.access(path, os.R_OK):
+        raise MinigptError(f"{key}: {path} is not readable; check its permissions")
+    return path
+
+
+def resolve_file(explicit: str | os.PathLike | None, known: KnownFile | None) -> Path:
+    """The corpus file to read, downloading a known one into the cache when no copy exists."""
+    if explicit is not None:
+        return check_readable_file(Path(explicit).expanduser())
+    if known is None:
+        raise MinigptError("data.path is not set; pass the path of a text file")
+    candidates = []
+    if os.environ.get(DATA_DIR_ENV):
+        candidates.append(Path(os.environ[DATA_DIR_ENV]) / known.relative_path)
+    cached = cache_root() / known.relative_path
+    candidates.append(cached)
+    for candidate in candidates:
+        if candidate.is_file():
+            return check_readable_file(candidate)
+    if known.url is None:
+        raise MinigptError(
+            f"no copy of {known.relative_path} found and it has no public download: pass data.path=FILE, "
+            f"set ${DATA_DIR_ENV} so that ${DATA_DIR_ENV}/{known.relative_path} exists, or put it at {cached}"
+        )
+    download(known, cached)
+    return cached
+
+
+def download(known: KnownFile, destination: Path) -> None:
+    """Fetch `known.url` to `destination`, checking its sha256; the file appears only when complete."""
+    from tqdm.auto import tqdm  # a dependency of lightning; only needed here
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=destination.parent, suffix=".part", delete=False) as tmp:
+        partial = Path(tmp.name)
+        try:
+            with urllib.request.urlopen(known.url, timeout=30) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {known.filename}") as bar:
+                    while chunk := response.read(1 << 16):
+                        tmp.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+        except (urllib.error.URLError, OSError) as error:
+            partial.unlink(missing_ok=True)
+            reason = getattr(error, "reason", error)
+            raise MinigptError(
+                f"could not download {known.url} ({reason}); provide the file instead: pass data.path=FILE, "
+                f"set ${DATA_DIR_ENV} so that ${DATA_DIR_ENV}/{known.relative_path} exists, "
+                f"or put it at {destination}"
+            ) from None
+    if known.sha256 and digest.hexdigest() != known.sha256:
+        partial.unlink(missing_ok=True)
+        raise MinigptError(
+            f"download of {known.url} has sha256 {digest.hexdigest()}, expected {known.sha256}; "
+            "the file was discarded, try again or provide a copy with data.path"
+        )
+    os.replace(partial, destination)
+
+
+def decode_text(data: bytes, path: Path, key: str = "data.path") -> str:
+    """Bytes of a corpus file as UTF-8 text; a decoding error names the file and byte offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise MinigptError(
+            f"{key}: {path} is not UTF-8 text (bad byte at offset {error.start}); convert it to UTF-8"
+        ) from None

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# A small play-script corpus: enough structure for a tiny model to learn in tens of steps.
+LINES = [
+    "ROMEO:\nBut soft, what light through yonder window breaks?\n",
+    "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\n",
+    "MERCUTIO:\nA plague on both your houses!\n",
+    "NURSE:\nGood morrow to you, my lords and ladies.\n",
+]
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test runs in its own folder with its own cache and no shared data directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINIGPT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MINIGPT_DATA_DIR", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(LINES[i % len(LINES)] for i in range(300)))
+    return path
+
+
+def tiny_fit_args(corpus: Path, max_steps: int = 30, **overrides: object) -> list[str]:
+    """CLI arguments for a seconds-long fit of a tiny GPT on `corpus`."""
+    values = {
+        "seed_everything": 7,
+        "trainer.max_steps": max_steps,
+        "trainer.val_check_interval": 10,
+        "trainer.check_val_every_n_epoch": "null",
+        "trainer.log_every_n_steps": 1,
+        "trainer.gradient_clip_val": 1.0,
+        "trainer.enable_progress_bar": "false",
+        "trainer.enable_model_summary": "false",
+        "model.n_layer": 2,
+        "model.n_head": 2,
+        "model.n_embd": 32,
+        "model.warmup_steps": 5,
+        "model.learning_rate": 3e-3,
+        "model.sample_tokens": 20,
+        "model.sample_prompt": "ROMEO:",
+        "data": "minigpt.data.TextDataModule",
+        "data.path": str(corpus),
+        "data.block_size": 32,
+        "data.batch_size": 8,
+        "data.max_val_windows": 16,
+    }
+    values.update(overrides)
+    return ["fit"] + [f"--{key}={value}" for key, value in values.items()]

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from minigpt.bigram import BigramConfig, BigramLM
+from minigpt.errors import MinigptError
+from minigpt.model import GPT, PRESETS, GPTConfig
+
+
+def tiny_config(**overrides: object) -> GPTConfig:
+    values = dict(vocab_size=17, block_size=16, n_layer=2, n_head=2, n_embd=16)
+    values.update(overrides)
+    return GPTConfig(**values)
+
+
+def test_changing_a_future_token_never_changes_earlier_logits() -> None:
+    torch.manual_seed(0)
+    model = GPT(tiny_config()).eval()
+    ids = torch.randint(0, 17, (2, 16))
+    for position in (0, 7, 15):
+        changed = ids.clone()
+        changed[:, position] = (changed[:, position] + 1) % 17
+        before, after = model(ids), model(changed)
+        torch.testing.assert_close(before[:, :position], after[:, :position])
+        assert not torch.allclose(before[:, position:], after[:, position:])
+
+
+def test_logits_shape_and_weight_tying() -> None:
+    model = GPT(tiny_config())
+    assert model(torch.zeros(3, 5, dtype=torch.long)).shape == (3, 5, 17)
+    assert model.lm_head.weight is model.transformer.wte.weight
+
+
+def test_parameter_count_matches_the_gpt2_formula() -> None:
+    config = PRESETS["gpt2"]
+    d, layers, vocab, block = config.n_embd, config.n_layer, config.vocab_size, config.block_size
+    per_block = 12 * d * d + 13 * d  # attention 4d^2 + 4d, MLP 8d^2 + 5d, two LayerNorms 4d
+    expected = vocab * d + block * d + layers * per_block + 2 * d
+    with torch.device("meta"):
+        model = GPT(config)
+    assert model.num_parameters(non_embedding=False) == expected == 124_439_808
+
+
+def test_residual_projections_get_the_scaled_init() -> None:
+    torch.manual_seed(0)
+    model = GPT(tiny_config(n_layer=8, n_embd=64, n_head=4))
+    proj_std = model.transformer.h[0].mlp.c_proj.weight.std().item()
+    fc_std = model.transformer.h[0].mlp.c_fc.weight.std().item()
+    assert proj_std == pytest.approx(0.02 / 4, rel=0.1)  # 0.02 / sqrt(2 * 8)
+    assert fc_std == pytest.approx(0.02, rel=0.1)
+
+
+def test_presets_apply_overrides() -> None:
+    config = GPTConfig.from_preset("micro", vocab_size=65, dropout=0.1)
+    assert (config.n_layer, config.n_head, config.n_embd, config.vocab_size, config.dropout) == (4, 4, 128, 65, 0.1)
+    with pytest.raises(MinigptError, match="unknown model preset 'huge'"):
+        GPTConfig.from_preset("huge")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"n_embd": 30, "n_head": 4}, "n_embd \\(30\\) must be divisible by model.n_head \\(4\\)"),
+        ({"block_size": 0}, "block_size must be a positive integer"),
+        ({"dropout": 1.5}, "dropout must be in"),
+        ({"gelu": "relu"}, "model.gelu must be one of"),
+    ],
+)
+def test_impossible_configs_are_refused(overrides: dict, message: str) -> None:
+    with pytest.raises(MinigptError, match=message):
+        tiny_config(**overrides)
+
+
+def test_sequence_longer_than_block_size_is_refused() -> None:
+    with pytest.raises(MinigptError, match="longer than the model's block_size 16"):
+        GPT(tiny_config())(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_config_round_trips_through_a_dict() -> None:
+    config = tiny_config(dropout=0.1, bias=False)
+    assert GPTConfig.from_dict(config.to_dict()) == config
+
+
+def test_bigram_shares_the_interface() -> None:
+    model = BigramLM(BigramConfig(vocab_size=5))
+    ids = torch.tensor([[0, 1, 2], [4, 3, 2]])
+    logits = model(ids)
+    assert logits.shape == (2, 3, 5)
+    # A bigram model's prediction depends on the current token alone.
+    torch.testing.assert_close(logits[0, 2], logits[1, 2])
+    assert model.num_parameters() == 25
