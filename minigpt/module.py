@@ -129,7 +129,7 @@ class LanguageModel(LightningModule):
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": hp.weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
-        # The fused kernel is the fastest AdamW on CPU and CUDA alike (see benchmarks/README.md).
+        # The fused kernel updates every parameter in one pass (see benchmarks/README.md for its speed).
         optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, betas=tuple(hp.betas), fused=True)
         decay_steps = hp.lr_decay_steps or self.trainer.max_steps
         if decay_steps is None or decay_steps <= 0:
@@ -195,7 +195,7 @@ class LanguageModel(LightningModule):
 
     def _log_evaluation(self, stage: str) -> None:
         perplexity = self.val_perplexity.compute()
-        self.log(f"{stage}/loss", torch.log(perplexity), prog_bar=True, sync_dist=False)
+        self.log(f"{stage}/loss", torch.log(perplexity), prog_bar=True)
         self.log(f"{stage}/perplexity", perplexity)
         nll, chars = self.val_nll.compute(), self.val_chars.compute()
         if chars > 0:
