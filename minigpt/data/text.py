@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from minigpt.data.cache import cache_key, load_splits, write_splits
+from minigpt.data.cache import cache_key, load_splits, local_rank, wait_for_splits, write_splits
 from minigpt.data.sources import KnownFile, cache_root, decode_text, resolve_file
 from minigpt.data.windows import RandomWindowBatches, SequentialWindows
 from minigpt.errors import MinigptError
@@ -89,6 +89,9 @@ class TextDataModule(LightningDataModule):
         key = cache_key(hashlib.sha256(raw).digest(), tokenizer.to_json(), repr(self.val_fraction))
         folder = self.cache_dir / key
         splits = load_splits(folder)
+        if splits is None and local_rank() > 0:
+            # Under torchrun/SLURM all ranks start at once: one per machine tokenizes, the rest wait.
+            splits = wait_for_splits(folder)
         if splits is None:
             cut = int(len(text) * (1.0 - self.val_fraction))
             splits = write_splits(
@@ -123,6 +126,9 @@ class TextDataModule(LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            # A private generator: creating a loader iterator must not draw from torch's global
+            # one, or a resumed run's dropout would drift from the uninterrupted run's.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -136,6 +142,7 @@ class TextDataModule(LightningDataModule):
             seed=self.seed,
             start_step=trainer.global_step if trainer else 0,
             rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
         )
         return self._loader(dataset, batch_size=None)
 
