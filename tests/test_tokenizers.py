@@ -184,7 +184,7 @@ def test_tokenizer_file_of_the_wrong_format(tmp_path: Path, content: str, messag
 
 
 def test_missing_tokenizer_file(tmp_path: Path) -> None:
-    with pytest.raises(MinigptError, match="absent.json does not exist"):
+    with pytest.raises(MinigptError, match=r"absent\.json does not exist"):
         load_tokenizer(str(tmp_path / "absent.json"))
 
 
