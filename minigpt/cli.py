@@ -1,4 +1,4 @@
-"""The `minigpt` command: LightningCLI's fit/validate/test, plus `generate`."""
+"""The `minigpt` command: LightningCLI's fit/validate/test, plus `generate` and `tokenizer`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from minigpt.data.text import TextDataModule
 from minigpt.errors import MinigptError
 from minigpt.generation import check_sampling, generate_text
 from minigpt.module import LanguageModel
+from minigpt.tokenizer_commands import run_tokenizer
 
 
 def default_precision() -> str:
@@ -144,7 +145,7 @@ def run_generate(args: Sequence[str]) -> None:
     print(options.prompt + text)
 
 
-COMMANDS = {"generate": run_generate}
+COMMANDS = {"generate": run_generate, "tokenizer": run_tokenizer}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

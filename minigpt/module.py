@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Literal
 
@@ -31,6 +32,20 @@ def warmup_cosine(step: int, warmup_steps: int, decay_steps: int, min_ratio: flo
         return min_ratio
     progress = (step - warmup_steps) / max(1, decay_steps - warmup_steps)
     return min_ratio + 0.5 * (1.0 - min_ratio) * (1.0 + math.cos(math.pi * progress))
+
+
+def check_same_tokenizer(stored: Tokenizer, datamodule: Any, ckpt_path: str | None) -> None:
+    """Token ids only mean something under the tokenizer that made them: refuse a mismatch."""
+    current = datamodule.tokenizer
+    if json.loads(current.to_json()) == json.loads(stored.to_json()):
+        return
+    source = "data.tokenizer" if getattr(datamodule, "tokenizer_is_explicit", False) else "the data module"
+    raise MinigptError(
+        f"--ckpt_path: {ckpt_path or 'the checkpoint'} was trained with a {stored.kind} tokenizer of "
+        f"{stored.vocab_size} ids, but {source} gives a {current.kind} tokenizer of {current.vocab_size} ids; "
+        f"use the checkpoint's (data.tokenizer: {{kind: pretrained, path: {ckpt_path or 'CKPT'}}}) "
+        "or train from scratch without --ckpt_path"
+    )
 
 
 class LanguageModel(LightningModule):
@@ -255,7 +270,11 @@ class LanguageModel(LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if METADATA_KEY in checkpoint:
-            self.tokenizer = tokenizer_from_json(checkpoint[METADATA_KEY]["tokenizer"])
+            stored = tokenizer_from_json(checkpoint[METADATA_KEY]["tokenizer"])
+            datamodule = getattr(self._trainer, "datamodule", None)
+            if datamodule is not None and getattr(datamodule, "tokenizer", None) is not None:
+                check_same_tokenizer(stored, datamodule, getattr(self._trainer, "ckpt_path", None))
+            self.tokenizer = stored
         # Lightning restores no random state; dropout after a resume must draw what it would have.
         if RNG_KEY in checkpoint and self._trainer is not None:
             torch.set_rng_state(checkpoint[RNG_KEY]["torch"])

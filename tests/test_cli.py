@@ -139,3 +139,85 @@ def test_unknown_key_or_wrong_type_is_reported(override: str, expected: str, min
 def test_impossible_model_shape_via_fit(corpus: Path, minigpt) -> None:
     line = one_line_error(minigpt(*tiny_fit_args(corpus, max_steps=1, **{"model.n_head": 3})))
     assert "model.n_embd (32) must be divisible by model.n_head (3)" in line
+
+
+BPE_FIT = {"data.tokenizer.kind": "regex-bpe", "data.tokenizer.vocab_size": 300, "model.sample_prompt": "ROMEO"}
+
+
+def test_bpe_tokenizer_from_the_config_lands_in_the_checkpoint(corpus: Path, tmp_path: Path, minigpt) -> None:
+    from minigpt import load_checkpoint
+
+    main(tiny_fit_args(corpus, max_steps=4, **BPE_FIT))
+    path = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.tokenizer.kind == "regex-bpe" and checkpoint.tokenizer.vocab_size == 300
+    assert checkpoint.model.config.vocab_size == 300
+    result = minigpt("generate", f"--ckpt_path={path}", "--prompt=Ünïcode ROMEO", "--max_new_tokens=5", "--seed=1")
+    assert result.returncode == 0 and result.stdout.startswith("Ünïcode ROMEO")
+    # The same tokenizer, read back from the checkpoint, feeds a new run.
+    reuse = {"data.tokenizer.kind": "pretrained", "data.tokenizer.path": str(path), "model.sample_prompt": "ROMEO"}
+    assert run_main(tiny_fit_args(corpus, max_steps=2, **reuse)) == 0
+
+
+def test_checkpoint_tokenizer_must_match_the_explicit_one(corpus: Path, tmp_path: Path, minigpt) -> None:
+    main(tiny_fit_args(corpus, max_steps=4, **BPE_FIT))
+    path = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    other = {**BPE_FIT, "data.tokenizer.vocab_size": 320}
+    line = one_line_error(minigpt(*tiny_fit_args(corpus, max_steps=8, **other), f"--ckpt_path={path}"))
+    assert "regex-bpe tokenizer of 300 ids" in line and "data.tokenizer gives a regex-bpe tokenizer of 320 ids" in line
+
+
+def test_tokenizer_train_command_writes_a_usable_tokenizer(corpus: Path, tmp_path: Path, minigpt) -> None:
+    output = tmp_path / "tok.json"
+    args = ["--kind=regex-bpe", "--vocab_size=300", "--pattern=gpt2", f"--input={corpus}", f"--output={output}"]
+    result = minigpt("tokenizer", "train", *args)
+    assert result.returncode == 0, result.stderr
+    assert "300 ids" in result.stdout
+    from minigpt.tokenizers import load_tokenizer
+
+    tokenizer = load_tokenizer(str(output))
+    assert tokenizer.kind == "regex-bpe" and tokenizer.pattern == "gpt2"
+    assert tokenizer.decode(tokenizer.encode(corpus.read_text())) == corpus.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kind=bpe", "--vocab_size=100"], "vocab_size 100 is smaller than the byte alphabet"),
+        (["--kind=bpe", "--vocab_size=300", "--input=absent.txt"], "--input: absent.txt does not exist"),
+    ],
+)
+def test_tokenizer_train_bad_input(args: list[str], message: str, corpus: Path, minigpt) -> None:
+    full = [f"--input={corpus}", "--output=tok.json", *args]
+    assert message in one_line_error(minigpt("tokenizer", "train", *full))
+
+
+def test_tokenizer_train_reports_the_bad_byte(tmp_path: Path, minigpt) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"good line\n" * 3 + b"caf\xe9\n")
+    line = one_line_error(minigpt("tokenizer", "train", "--kind=char", f"--input={bad}", "--output=tok.json"))
+    assert "bad byte 0xe9 at offset 33, line 4" in line
+
+
+def test_unknown_tokenizer_subcommand(minigpt) -> None:
+    assert "takes train or compare" in one_line_error(minigpt("tokenizer", "merge"))
+
+
+def test_tokenizer_compare_runs_end_to_end(corpus: Path, tmp_path: Path, minigpt) -> None:
+    args = ["--tokenizers", "char", "bpe:300", "regex-bpe:300:gpt2", "--steps=3", "--n_layer=1", "--n_embd=16"]
+    result = minigpt("tokenizer", "compare", f"--input={corpus}", f"--output={tmp_path / 'out'}", *args)
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "out" / "comparison.md").read_text()
+    assert table.strip() in result.stdout
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[0] for row in rows] == ["| char", "| bpe:300", "| regex-bpe:300:gpt2"]
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[4] == "exact" and float(cells[5]) > 0
+    assert float(rows[0].split("|")[3]) == 1.0  # characters per token of the char tokenizer
+    assert {p.name for p in (tmp_path / "out" / "tensorboard").iterdir()} == {"char", "bpe-300", "regex-bpe-300-gpt2"}
+
+
+def test_tokenizer_compare_bad_label(corpus: Path, minigpt) -> None:
+    line = one_line_error(minigpt("tokenizer", "compare", f"--input={corpus}", "--tokenizers", "bpe:lots"))
+    assert "'bpe:lots' should read KIND[:VOCAB_SIZE[:PATTERN]]" in line

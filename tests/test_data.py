@@ -71,7 +71,7 @@ def test_token_cache_is_reused(corpus: Path, monkeypatch: pytest.MonkeyPatch) ->
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("the cache was rebuilt")
 
-    monkeypatch.setattr(text_module, "write_splits", fail)
+    monkeypatch.setattr(text_module, "build_splits", fail)
     data = TextDataModule(path=str(corpus))
     data.prepare()
     assert len(data.split("train")) > 0
@@ -129,7 +129,7 @@ def test_offline_without_a_copy_names_the_three_ways(monkeypatch: pytest.MonkeyP
         (b"", "is empty"),
         (b"  \n\n ", "is empty"),
         (b"short text", "fewer than block_size \\+ 1 = 65"),
-        (b"caf\xe9 au lait " * 50, "is not UTF-8 text \\(bad byte at offset 3\\)"),
+        (b"caf\xe9 au lait " * 50, "is not UTF-8 text \\(bad byte 0xe9 at offset 3, line 1\\)"),
     ],
 )
 def test_bad_corpus_files_get_one_line_errors(tmp_path: Path, content: bytes | None, message: str) -> None:

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from minigpt.data.streaming import TextSource, encode_to_file, tokenizing_pool
+from minigpt.tokenizers import Tokenizer
+
 
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32)
@@ -39,18 +42,29 @@ def load_splits(folder: Path) -> dict[str, np.ndarray] | None:
         return None
     meta = json.loads(meta_path.read_text())
     dtype = np.dtype(meta["dtype"])
-    return {name: np.memmap(folder / f"{name}.bin", dtype=dtype, mode="r") for name in meta["splits"]}
+    return {name: _read_tokens(folder / f"{name}.bin", dtype) for name in meta["splits"]}
 
 
-def write_splits(folder: Path, splits: Mapping[str, np.ndarray], vocab_size: int) -> dict[str, np.ndarray]:
-    """Write the splits, then publish them with one rename so readers never see half an entry."""
+def _read_tokens(path: Path, dtype: np.dtype) -> np.ndarray:
+    # An empty file cannot be mapped; the data module reports the split as too short instead.
+    return np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype)
+
+
+def build_splits(
+    folder: Path, sources: Mapping[str, TextSource], tokenizer: Tokenizer, workers: int
+) -> dict[str, np.ndarray]:
+    """Tokenize each split's text straight to disk, then publish the entry with one rename so
+    readers never see half an entry."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    dtype = token_dtype(vocab_size)
+    dtype = token_dtype(tokenizer.vocab_size)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
     try:
-        for name, ids in splits.items():
-            np.asarray(ids, dtype=dtype).tofile(staging / f"{name}.bin")
-        meta = {"dtype": dtype.name, "splits": list(splits), "tokens": {k: len(v) for k, v in splits.items()}}
+        with tokenizing_pool(tokenizer, workers) as pool:
+            tokens = {
+                name: encode_to_file(source, tokenizer, staging / f"{name}.bin", dtype, pool, f"tokenizing {name}")
+                for name, source in sources.items()
+            }
+        meta = {"dtype": dtype.name, "splits": list(sources), "tokens": tokens}
         (staging / "meta.json").write_text(json.dumps(meta))
         try:
             os.rename(staging, folder)

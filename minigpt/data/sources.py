@@ -7,6 +7,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,11 +105,59 @@ def download(known: KnownFile, destination: Path) -> None:
     os.replace(partial, destination)
 
 
-def decode_text(data: bytes, path: Path, key: str = "data.path") -> str:
-    """Bytes of a corpus file as UTF-8 text; a decoding error names the file and byte offset."""
+def decode_text(data: bytes, path: Path, errors: str = "strict", key: str = "data.path") -> str:
+    """Bytes of a corpus file as UTF-8 text; a decoding error names the file, byte offset and line."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
         raise MinigptError(
-            f"{key}: {path} is not UTF-8 text (bad byte at offset {error.start}); convert it to UTF-8"
+            f"{key}: {path} is not UTF-8 text (bad byte 0x{data[error.start]:02x} at offset {error.start}, "
+            f"line {line}); convert it to UTF-8, or set data.errors to replace or ignore"
         ) from None
+
+
+@dataclass(frozen=True)
+class KnownDirectory:
+    """A corpus of several split files with a canonical home: `<data dir>/<name>/<files>`."""
+
+    name: str
+    filenames: tuple[str, ...]
+
+
+def resolve_directory(
+    explicit: str | os.PathLike | None, known: KnownDirectory, download: Callable[[Path], None] | None = None
+) -> Path:
+    """The folder holding all of `known.filenames`: explicit > $MINIGPT_DATA_DIR > cache > download.
+
+    A folder that exists but lacks a file is an error rather than a reason to look elsewhere: a
+    half-copied corpus should be fixed, not silently replaced by a download.
+    """
+    if explicit is not None:
+        return _complete_directory(Path(explicit).expanduser(), known)
+    cached = cache_root() / known.name
+    candidates = [Path(os.environ[DATA_DIR_ENV]) / known.name] if os.environ.get(DATA_DIR_ENV) else []
+    candidates.append(cached)
+    for candidate in candidates:
+        if candidate.is_dir():
+            return _complete_directory(candidate, known)
+    if download is None:
+        raise MinigptError(
+            f"no copy of {known.name}/ found: pass data.path=FOLDER holding {', '.join(known.filenames)}, "
+            f"or set ${DATA_DIR_ENV} so that ${DATA_DIR_ENV}/{known.name}/ holds them"
+        )
+    download(cached)
+    return _complete_directory(cached, known)
+
+
+def _complete_directory(folder: Path, known: KnownDirectory) -> Path:
+    if not folder.is_dir():
+        raise MinigptError(f"data.path: {folder} is not a folder; pass the folder holding {', '.join(known.filenames)}")
+    for filename in known.filenames:
+        if not (folder / filename).is_file():
+            raise MinigptError(
+                f"data.path: {folder} has no {filename}; {known.name} needs {', '.join(known.filenames)} there "
+                "(or point the data module's *_file options at the files you have)"
+            )
+        check_readable_file(folder / filename)
+    return folder

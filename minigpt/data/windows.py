@@ -81,3 +81,69 @@ class SequentialWindows(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         start = index * self.block_size
         return _to_pair(self.tokens[start : start + self.block_size + 1])
+
+
+class EpochWindowBatches(IterableDataset):
+    """Batches that visit every window of the corpus once per epoch, split disjointly.
+
+    Each epoch cuts the tokens into non-overlapping windows (from a seeded shift, so boundaries
+    move between epochs) and shuffles them with a seeded permutation. Rank r of `world_size`
+    takes every world_size-th window; its batch `step` is a fixed slice of those. Dataloader
+    workers produce disjoint batches (worker w: steps w, w + n, ...), so within an epoch no two
+    ranks or workers ever read the same window, and batch `step` still depends only on
+    (seed, rank, world_size, step): a resumed run continues the same sequence.
+    """
+
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        block_size: int,
+        batch_size: int,
+        seed: int,
+        start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.tokens = tokens
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.seed = seed
+        self.start_step = start_step
+        self.rank = rank
+        self.world_size = world_size
+        # Leave room for a shift of up to block_size - 1 tokens: every epoch has as many windows.
+        windows = (len(tokens) - block_size) // block_size
+        self.windows_per_rank = windows // world_size
+        self.batches_per_epoch = self.windows_per_rank // batch_size
+        if self.batches_per_epoch == 0:
+            raise MinigptError(
+                f"the training split has {len(tokens)} tokens: too few for one batch of {batch_size} windows of "
+                f"{block_size + 1} tokens on each of {world_size} ranks; use more text or smaller batches"
+            )
+        self._offsets = np.arange(block_size + 1)
+        self._epoch: int | None = None
+        self._starts: np.ndarray | None = None
+
+    def window_starts(self, epoch: int) -> np.ndarray:
+        """Start offsets of this rank's windows in `epoch`, in the order they are served."""
+        if epoch != self._epoch:
+            rng = np.random.default_rng((self.seed, epoch))
+            shift = int(rng.integers(0, self.block_size))
+            order = rng.permutation(self.windows_per_rank * self.world_size)
+            self._starts = shift + order[self.rank :: self.world_size] * self.block_size
+            self._epoch = epoch
+        assert self._starts is not None
+        return self._starts
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = divmod(step, self.batches_per_epoch)
+        starts = self.window_starts(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
+        return _to_pair(self.tokens[starts[:, None] + self._offsets])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        worker = get_worker_info()
+        first, stride = (0, 1) if worker is None else (worker.id, worker.num_workers)
+        step = self.start_step + first
+        while True:
+            yield self.batch(step)
+            step += stride

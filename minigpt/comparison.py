@@ -1,0 +1,150 @@
+"""Rank tokenizers on one corpus: compression, speed, round trip, and bits per character after training.
+
+Every tokenizer trains the same GPT for the same number of steps on the same text; validation
+bits per character (not loss per token, which depends on the vocabulary) says which one wins.
+Each run's curves go to TensorBoard under `<output>/tensorboard/<label>`, so they overlay.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from minigpt.data import TextDataModule
+from minigpt.errors import MinigptError
+from minigpt.module import LanguageModel
+from minigpt.tokenizers import TokenizerSpec
+
+
+@dataclass
+class ComparisonRow:
+    label: str
+    vocab_size: int
+    chars_per_token: float
+    encode_mb_per_s: float
+    round_trip: bool
+    val_bits_per_char: float | None
+    train_seconds: float | None
+
+
+def parse_tokenizer_label(label: str) -> TokenizerSpec:
+    """`char`, `bpe:2048`, `regex-bpe:2048` or `regex-bpe:2048:gpt2` as a TokenizerSpec."""
+    kind, *rest = label.split(":")
+    try:
+        vocab_size = int(rest[0]) if rest else None
+    except ValueError:
+        raise MinigptError(f"--tokenizers: {label!r} should read KIND[:VOCAB_SIZE[:PATTERN]], e.g. bpe:2048") from None
+    if kind == "regex-bpe":
+        return TokenizerSpec(kind=kind, vocab_size=vocab_size, pattern=rest[1] if len(rest) > 1 else "gpt4")
+    if len(rest) > 1 or kind == "pretrained":
+        raise MinigptError(f"--tokenizers: {label!r} should read KIND[:VOCAB_SIZE[:PATTERN]], e.g. bpe:2048")
+    return TokenizerSpec(kind=kind, vocab_size=vocab_size)  # type: ignore[arg-type]
+
+
+@dataclass
+class TrainingSetup:
+    """The one model and schedule every tokenizer is trained with."""
+
+    steps: int = 300
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    batch_size: int = 12
+    learning_rate: float = 3e-3
+    seed: int = 1337
+
+
+def compare_tokenizers(
+    path: Path, labels: list[str], setup: TrainingSetup, output: Path, val_fraction: float = 0.1
+) -> list[ComparisonRow]:
+    rows = []
+    for label in labels:
+        spec = parse_tokenizer_label(label)
+        rows.append(_measure(label, spec, path, setup, output, val_fraction))
+    return rows
+
+
+def _measure(
+    label: str, spec: TokenizerSpec, path: Path, setup: TrainingSetup, output: Path, val_fraction: float
+) -> ComparisonRow:
+    data = TextDataModule(
+        path=str(path),
+        tokenizer=spec,
+        block_size=setup.block_size,
+        batch_size=setup.batch_size,
+        val_fraction=val_fraction,
+        seed=setup.seed,
+    )
+    data.prepare()
+    tokenizer = data.tokenizer
+    assert tokenizer is not None
+    text = path.read_text(encoding="utf-8")
+    started = time.perf_counter()
+    ids = tokenizer.encode(text)
+    encode_seconds = time.perf_counter() - started
+    round_trip = tokenizer.decode(ids) == text
+    bits, seconds = _train(label, data, setup, output) if setup.steps > 0 else (None, None)
+    return ComparisonRow(
+        label=label,
+        vocab_size=tokenizer.vocab_size,
+        chars_per_token=len(text) / len(ids),
+        encode_mb_per_s=len(text.encode()) / encode_seconds / 1e6,
+        round_trip=round_trip,
+        val_bits_per_char=bits,
+        train_seconds=seconds,
+    )
+
+
+def _train(label: str, data: TextDataModule, setup: TrainingSetup, output: Path) -> tuple[float, float]:
+    pl.seed_everything(setup.seed, verbose=False)
+    model = LanguageModel(
+        vocab_size=data.vocab_size,
+        block_size=setup.block_size,
+        n_layer=setup.n_layer,
+        n_head=setup.n_head,
+        n_embd=setup.n_embd,
+        dropout=0.0,
+        bias=False,
+        learning_rate=setup.learning_rate,
+        min_lr=setup.learning_rate / 10,
+        warmup_steps=max(1, min(100, setup.steps // 10)),
+        sample_tokens=50,
+    )
+    trainer = pl.Trainer(
+        max_steps=setup.steps,
+        val_check_interval=setup.steps,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+        log_every_n_steps=max(1, setup.steps // 20),
+        logger=TensorBoardLogger(output / "tensorboard", name=label.replace(":", "-"), version=""),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    seconds = time.perf_counter() - started
+    return float(trainer.callback_metrics["val/bits_per_char"]), seconds
+
+
+def markdown_table(rows: list[ComparisonRow], setup: TrainingSetup) -> str:
+    trained = f"val bits/char after {setup.steps} steps" if setup.steps else "val bits/char (not trained)"
+    lines = [
+        f"| tokenizer | vocab | chars/token | encode MB/s | round trip | {trained} | train s |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for row in rows:
+        bits = "—" if row.val_bits_per_char is None else f"{row.val_bits_per_char:.3f}"
+        seconds = "—" if row.train_seconds is None else f"{row.train_seconds:.0f}"
+        lines.append(
+            f"| {row.label} | {row.vocab_size} | {row.chars_per_token:.2f} | {row.encode_mb_per_s:.2f} | "
+            f"{'exact' if row.round_trip else 'LOSSY'} | {bits} | {seconds} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""`minigpt tokenizer train` and `minigpt tokenizer compare`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from minigpt.comparison import TrainingSetup, compare_tokenizers, markdown_table
+from minigpt.data.sources import check_readable_file
+from minigpt.data.streaming import TextFile
+from minigpt.errors import MinigptError
+from minigpt.tokenizers import SPLIT_PATTERNS, TokenizerSpec
+
+DEFAULT_COMPARISON = ["char", "bpe:512", "bpe:2048", "regex-bpe:512", "regex-bpe:2048", "regex-bpe:2048:gpt2"]
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minigpt tokenizer train",
+        description="Train a tokenizer on a text file and save it as JSON (use it with "
+        "data.tokenizer: {kind: pretrained, path: FILE}). Give it training text only.",
+    )
+    parser.add_argument("--kind", required=True, choices=["char", "bpe", "regex-bpe"])
+    parser.add_argument("--vocab_size", type=int, default=None, help="ids to learn (bpe kinds: 258 or more)")
+    parser.add_argument("--pattern", default="gpt4", choices=sorted(SPLIT_PATTERNS), help="regex-bpe's split regex")
+    parser.add_argument("--input", required=True, help="UTF-8 text file to learn from")
+    parser.add_argument("--output", required=True, help="where to write the tokenizer JSON")
+    parser.add_argument("--special_tokens", action="store_true", help="char: add end-of-text and padding ids")
+    parser.add_argument("--min_frequency", type=int, default=2, help="bpe kinds: rarest pair worth a merge")
+    parser.add_argument("--max_training_chars", type=int, default=None, help="learn from the first N characters")
+    parser.add_argument("--errors", default="strict", choices=["strict", "replace", "ignore"])
+    return parser
+
+
+def run_train(args: Sequence[str]) -> None:
+    options = train_parser().parse_args(args)
+    spec = TokenizerSpec(
+        kind=options.kind,
+        vocab_size=options.vocab_size,
+        pattern=options.pattern,
+        special_tokens=options.special_tokens,
+        min_frequency=options.min_frequency,
+        max_training_chars=options.max_training_chars,
+    )
+    source = TextFile(check_readable_file(Path(options.input), "--input"), options.errors, key="--input")
+    tokenizer = spec.train(source.chunks())
+    output = Path(options.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(tokenizer.to_json(), encoding="utf-8")
+    print(f"{spec.kind} tokenizer with {tokenizer.vocab_size} ids written to {output}")
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minigpt tokenizer compare",
+        description="Train the same small GPT with several tokenizers on one corpus and rank them by "
+        "validation bits per character. Prints a markdown table; curves go to OUTPUT/tensorboard.",
+    )
+    parser.add_argument("--input", required=True, help="UTF-8 text file; its last val_fraction validates")
+    parser.add_argument(
+        "--tokenizers",
+        nargs="+",
+        default=DEFAULT_COMPARISON,
+        help="KIND[:VOCAB_SIZE[:PATTERN]] each (default: %(default)s)",
+    )
+    parser.add_argument("--output", default="tokenizer-comparison", help="folder for the table and TensorBoard logs")
+    parser.add_argument("--val_fraction", type=float, default=0.1)
+    setup_help = {
+        "steps": "training steps per tokenizer (0: measure the tokenizers only)",
+        "n_layer": "the model every tokenizer trains: blocks",
+        "n_head": "attention heads",
+        "n_embd": "width",
+        "block_size": "context in tokens",
+        "batch_size": "windows per batch",
+        "learning_rate": "peak AdamW learning rate (cosine decay to a tenth)",
+        "seed": "seed of the weights and batches",
+    }
+    for name, value in vars(TrainingSetup()).items():
+        parser.add_argument(f"--{name}", type=type(value), default=value, help=f"{setup_help[name]} (%(default)s)")
+    return parser
+
+
+def run_compare(args: Sequence[str]) -> None:
+    options = compare_parser().parse_args(args)
+    path = check_readable_file(Path(options.input), "--input")
+    setup = TrainingSetup(**{name: getattr(options, name) for name in vars(TrainingSetup())})
+    if setup.steps < 0:
+        raise MinigptError(f"--steps must be 0 or more, got {setup.steps}")
+    output = Path(options.output)
+    # One table is the output: keep Lightning's per-run banners out of it.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    rows = compare_tokenizers(path, options.tokenizers, setup, output, options.val_fraction)
+    table = markdown_table(rows, setup)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "comparison.md").write_text(table + "\n")
+    print(table)
+
+
+SUBCOMMANDS = {"train": run_train, "compare": run_compare}
+
+
+def run_tokenizer(args: Sequence[str]) -> None:
+    if not args or args[0] not in SUBCOMMANDS:
+        given = repr(args[0]) if args else "nothing"
+        raise MinigptError(f"minigpt tokenizer takes train or compare, got {given}; see minigpt tokenizer train --help")
+    SUBCOMMANDS[args[0]](args[1:])
