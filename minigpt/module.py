@@ -64,6 +64,7 @@ class LanguageModel(LightningModule):
         n_embd: Width of the residual stream.
         dropout: Dropout probability in training.
         bias: Biases in linear layers and LayerNorms.
+        gelu: "exact" (erf) or "tanh" (GPT-2's approximation; the gpt2 presets use it).
         learning_rate: Peak learning rate of AdamW.
         min_lr: Learning rate at the end of the cosine decay.
         weight_decay: AdamW weight decay, applied to matrices and embeddings only.
@@ -88,6 +89,7 @@ class LanguageModel(LightningModule):
         n_embd: int | None = None,
         dropout: float | None = None,
         bias: bool | None = None,
+        gelu: Literal["exact", "tanh"] | None = None,
         learning_rate: float = 1e-3,
         min_lr: float = 1e-4,
         weight_decay: float = 0.1,
@@ -111,7 +113,9 @@ class LanguageModel(LightningModule):
             raise MinigptError(f"model.min_lr ({min_lr}) must not exceed model.learning_rate ({learning_rate})")
         self.arch = arch
         shape = dict(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
-        self.model = build_model(arch, self._architecture(arch, preset, {**shape, "dropout": dropout, "bias": bias}))
+        self.model = build_model(
+            arch, self._architecture(arch, preset, {**shape, "dropout": dropout, "bias": bias, "gelu": gelu})
+        )
         self.tokenizer: Tokenizer | None = None
         self.val_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
         self.val_nll = SumMetric()
