@@ -49,6 +49,17 @@ class MinigptCLI(LightningCLI):
             }
         )
 
+    def instantiate_classes(self) -> None:
+        # jsonargparse wraps errors raised while building a class in its own ValueError;
+        # a MinigptError underneath is the message meant for the user.
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            cause = find_cause(error, MinigptError)
+            if cause is None:
+                raise
+            raise cause from None
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self.config_init.get(self.subcommand, self.config_init).get("trainer", {})
         if not trainer_config.get("plugins"):
@@ -68,6 +79,12 @@ class MinigptCLI(LightningCLI):
         # traceback on a missing or foreign file.
         if ckpt_path and ckpt_path not in ("last", "best", "hpc"):
             read_checkpoint(ckpt_path)
+
+
+def find_cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    while error is not None and not isinstance(error, kind):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def check_writable(folder: Path, key: str) -> None:
