@@ -15,7 +15,7 @@ from minigpt.callbacks import ThroughputLogger
 from minigpt.checkpoint import load_checkpoint, read_checkpoint
 from minigpt.data.text import TextDataModule
 from minigpt.errors import MinigptError
-from minigpt.generation import check_sampling, generate_text
+from minigpt.generation import Sampling, generate_text
 from minigpt.module import LanguageModel
 
 
@@ -83,7 +83,7 @@ def generate_parser() -> argparse.ArgumentParser:
 
 def run_generate(args: Sequence[str]) -> None:
     options = generate_parser().parse_args(args)
-    check_sampling(options.temperature, options.top_k)
+    Sampling(options.temperature, options.top_k)
     if options.max_new_tokens < 0:
         raise MinigptError(f"--max_new_tokens must be 0 or more, got {options.max_new_tokens}")
     checkpoint = load_checkpoint(options.ckpt_path, device=options.device)

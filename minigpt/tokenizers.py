@@ -92,3 +92,20 @@ def tokenizer_from_json(text: str, source: str = "tokenizer JSON") -> Tokenizer:
     if kind not in TOKENIZER_KINDS:
         raise MinigptError(f"{source} has unknown tokenizer kind {kind!r}; known: {', '.join(TOKENIZER_KINDS)}")
     return TOKENIZER_KINDS[kind].from_dict(data)
+
+
+# ASCII's own "end of text" control character: a character tokenizer that holds it (the
+# instruction data module adds it) uses it to mark where a response ends.
+END_OF_TEXT_CHAR = "\x03"
+
+
+def end_of_text_id(tokenizer: Tokenizer) -> int | None:
+    """The id that ends a document: the tokenizer's `eot_id` when it has one, else the id of
+    END_OF_TEXT_CHAR in a character vocabulary, else None (generation then stops only on
+    max_new_tokens or a stop sequence)."""
+    eot = getattr(tokenizer, "eot_id", None)
+    if eot is not None:
+        return eot
+    if isinstance(tokenizer, CharTokenizer) and not tokenizer.unknown_characters(END_OF_TEXT_CHAR):
+        return tokenizer.encode(END_OF_TEXT_CHAR)[0]
+    return None
