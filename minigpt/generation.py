@@ -209,7 +209,8 @@ def stream_samples(
     """Continue `prompt` `num_samples` times in one batch, yielding each sample's new text per step.
 
     A sample ends at the tokenizer's end-of-text token (not shown), at the first stop sequence
-    (not shown), or after max_new_tokens tokens. The same seed gives the same samples.
+    (not shown), or after max_new_tokens tokens. The same seed gives the same samples. Bad
+    settings and prompts are reported here, before the first step.
     """
     if max_new_tokens < 0:
         raise MinigptError(f"max_new_tokens must be 0 or more, got {max_new_tokens}")
@@ -221,10 +222,16 @@ def stream_samples(
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
+    steps = generate_ids(model, ids, max_new_tokens, sampling, generator, use_cache)
+    return _text_pieces(steps, tokenizer, [StopScanner(stop) for _ in range(num_samples)])
+
+
+def _text_pieces(
+    steps: Iterator[torch.Tensor], tokenizer: Tokenizer, scanners: list[StopScanner]
+) -> Iterator[list[str]]:
     eot = end_of_text_id(tokenizer)
-    scanners = [StopScanner(stop) for _ in range(num_samples)]
-    new_ids: list[list[int]] = [[] for _ in range(num_samples)]
-    for step in generate_ids(model, ids, max_new_tokens, sampling, generator, use_cache):
+    new_ids: list[list[int]] = [[] for _ in scanners]
+    for step in steps:
         pieces = []
         for row, token in enumerate(step.tolist()):
             scanner = scanners[row]
@@ -258,9 +265,8 @@ def stream_text(
     use_cache: bool = True,
 ) -> Iterator[str]:
     """The prompt's continuation as text pieces, as soon as they are produced."""
-    for pieces in stream_samples(model, tokenizer, prompt, max_new_tokens, sampling, stop, 1, seed, use_cache):
-        if pieces[0]:
-            yield pieces[0]
+    samples = stream_samples(model, tokenizer, prompt, max_new_tokens, sampling, stop, 1, seed, use_cache)
+    return (pieces[0] for pieces in samples if pieces[0])
 
 
 def generate_texts(
