@@ -31,7 +31,10 @@ def main() -> None:
     parser.add_argument("--new_tokens", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--preset", default="shakespeare")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = GPT(GPTConfig.from_preset(args.preset, vocab_size=65, dropout=0.0)).eval()
     print(

@@ -163,7 +163,11 @@ def tiny_instruct_args(max_steps: int = 20) -> list[str]:
         "model.sample_prompt": "### Instruction:\n",
     }
     args = tiny_fit_args(Path("unused"), max_steps=max_steps, **overrides)
-    return [arg for arg in args if not arg.startswith("--data.max_val_windows")]
+    evaluation = [
+        "--trainer.callbacks+=minigpt.evaluation.InstructionEvaluation",
+        "--trainer.callbacks.max_new_tokens=8",
+    ]
+    return [arg for arg in args if not arg.startswith("--data.max_val_windows")] + evaluation
 
 
 @pytest.fixture
@@ -182,7 +186,9 @@ def test_instruct_fit_saves_its_prompt_style_and_learns(instruct_checkpoint: Pat
     events = EventAccumulator(str(instruct_checkpoint.parents[1])).Reload()
     losses = [event.value for event in events.Scalars("train/loss")]
     assert losses[-1] < losses[0] - 1.0
-    assert "val/perplexity" in events.Tags()["scalars"]
+    assert {"val/perplexity", "val/rougeL", "train/tokens_per_sec"} <= set(events.Tags()["scalars"])
+    assert 0.0 <= events.Scalars("val/rougeL")[-1].value <= 1.0
+    assert "instruction_examples" in str(events.Tags()["tensors"])
 
 
 def test_validate_reports_response_loss(instruct_checkpoint: Path, minigpt) -> None:
@@ -190,7 +196,7 @@ def test_validate_reports_response_loss(instruct_checkpoint: Path, minigpt) -> N
     args = [a for a in args if not a.startswith(("--trainer.max_steps", "--trainer.val_check", "--trainer.check_val"))]
     result = minigpt(*args)
     assert result.returncode == 0, result.stderr
-    assert "val/loss" in result.stdout and "val/perplexity" in result.stdout
+    assert all(metric in result.stdout for metric in ("val/loss", "val/perplexity", "val/rougeL"))
 
 
 def test_generate_wraps_the_prompt_in_the_saved_style(instruct_checkpoint: Path, minigpt) -> None:

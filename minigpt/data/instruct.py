@@ -229,6 +229,8 @@ class InstructDataModule(LightningDataModule):
         self._examples: dict[str, list[Example]] | None = None
         self.skipped_records = 0
         self.dropped_records = 0
+        # Held-out records that fit the block, for generation-based evaluation.
+        self.val_records: list[InstructionRecord] = []
 
     @property
     def vocab_size(self) -> int:
@@ -283,8 +285,10 @@ class InstructDataModule(LightningDataModule):
                 )
                 if example is None:
                     self.dropped_records += 1
-                else:
-                    examples.append(example)
+                    continue
+                examples.append(example)
+                if split == "val":
+                    self.val_records.append(record)
             if not examples:
                 raise MinigptError(
                     f"data.path: no {split} record of {path} fits data.block_size {self.block_size} with room "
