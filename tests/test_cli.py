@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from conftest import REPO, tiny_fit_args
 from minigpt.cli import main
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+# Tests run in a temporary folder: a subprocess must be pointed at this checkout's package.
+CHECKOUT_ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def run_main(args: list[str]) -> int:
@@ -53,8 +56,30 @@ def checkpoint(corpus: Path, tmp_path: Path) -> Path:
 
 
 def minigpt_process(*args: str) -> subprocess.CompletedProcess:
-    """`python -m minigpt ARGS` in a fresh interpreter, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "minigpt", *args], capture_output=True, text=True, timeout=300)
+    """`python -m minigpt ARGS` in a fresh interpreter, as a user runs it (this checkout's code)."""
+    return subprocess.run(
+        [sys.executable, "-m", "minigpt", *args], capture_output=True, text=True, timeout=300, env=CHECKOUT_ENV
+    )
+
+
+@pytest.fixture
+def minigpt(capsys: pytest.CaptureFixture):
+    """`minigpt ARGS` in this process (fast), returning exit code and captured output."""
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        code = run_main(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    return run
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("minigpt: error:")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
 
 
 def test_generate_command_prints_seeded_text(checkpoint: Path) -> None:
@@ -77,3 +102,146 @@ def test_fsdp_config_builds_block_wrapping_strategy(capsys: pytest.CaptureFixtur
     strategy = BlockFSDP(**config["trainer"]["strategy"]["init_args"])
     assert strategy.kwargs["auto_wrap_policy"]._module_classes == {Block}
     assert strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes == {Block}
+
+
+# --- instruction tuning, generate and chat ------------------------------------------------------
+
+DOLLY_FIXTURE = REPO / "tests" / "fixtures" / "dolly6.jsonl"
+
+
+def tiny_instruct_args(max_steps: int = 20) -> list[str]:
+    """A seconds-long instruction fit of a tiny GPT on six Dolly records."""
+    overrides = {
+        "data": "minigpt.data.InstructDataModule",
+        "data.path": str(DOLLY_FIXTURE),
+        "data.prompt_style": "alpaca-short",
+        "data.block_size": 512,
+        "data.batch_size": 4,
+        "data.val_fraction": 0.34,
+        "model.sample_prompt": "### Instruction:\n",
+    }
+    args = tiny_fit_args(Path("unused"), max_steps=max_steps, **overrides)
+    evaluation = [
+        "--trainer.callbacks+=minigpt.evaluation.InstructionEvaluation",
+        "--trainer.callbacks.max_new_tokens=8",
+    ]
+    return [arg for arg in args if not arg.startswith("--data.max_val_windows")] + evaluation
+
+
+@pytest.fixture
+def instruct_checkpoint(tmp_path: Path) -> Path:
+    assert run_main(tiny_instruct_args()) == 0
+    return tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def test_instruct_fit_saves_its_prompt_style_and_learns(instruct_checkpoint: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from minigpt import load_checkpoint
+
+    checkpoint = load_checkpoint(instruct_checkpoint)
+    assert checkpoint.prompt_style == "alpaca-short" and checkpoint.style.name == "alpaca-short"
+    events = EventAccumulator(str(instruct_checkpoint.parents[1])).Reload()
+    losses = [event.value for event in events.Scalars("train/loss")]
+    assert losses[-1] < losses[0] - 1.0
+    assert {"val/perplexity", "val/rougeL", "train/tokens_per_sec"} <= set(events.Tags()["scalars"])
+    assert 0.0 <= events.Scalars("val/rougeL")[-1].value <= 1.0
+    assert "instruction_examples" in str(events.Tags()["tensors"])
+
+
+def test_validate_reports_response_loss(instruct_checkpoint: Path, minigpt) -> None:
+    args = ["validate", *tiny_instruct_args()[1:], f"--ckpt_path={instruct_checkpoint}"]
+    args = [a for a in args if not a.startswith(("--trainer.max_steps", "--trainer.val_check", "--trainer.check_val"))]
+    result = minigpt(*args)
+    assert result.returncode == 0, result.stderr
+    assert all(metric in result.stdout for metric in ("val/loss", "val/perplexity", "val/rougeL"))
+
+
+def test_generate_wraps_the_prompt_in_the_saved_style(instruct_checkpoint: Path, minigpt) -> None:
+    from minigpt import load_checkpoint
+    from minigpt.generation import Sampling
+
+    checkpoint = load_checkpoint(instruct_checkpoint)
+    greedy = Sampling(temperature=0)
+    question = "Why can camels survive for long without water?"
+    wrapped = checkpoint.generate(question, 30, greedy)[0]
+    assert wrapped == checkpoint.generate(f"### Instruction:\n{question}\n\n### Response:\n", 30, greedy, wrap=False)[0]
+    common = ["generate", f"--ckpt_path={instruct_checkpoint}", f"--prompt={question}", "--max_new_tokens=30"]
+    result = minigpt(*common, "--temperature=0")
+    assert result.returncode == 0 and result.stdout == wrapped + "\n"  # the response only
+    raw = minigpt(*common, "--temperature=0", "--prompt_style=none")
+    assert raw.stdout.startswith(question)  # a plain continuation echoes its prompt
+
+
+def test_chat_answers_piped_lines(instruct_checkpoint: Path) -> None:
+    lines = "What is a camel?\n\nName a fish.\n"
+    args = [sys.executable, "-m", "minigpt", "chat", f"--ckpt_path={instruct_checkpoint}", "--temperature=0"]
+    result = subprocess.run(
+        [*args, "--max_new_tokens=20"], input=lines, capture_output=True, text=True, timeout=300, env=CHECKOUT_ENV
+    )
+    assert result.returncode == 0, result.stderr
+    from minigpt import load_checkpoint
+    from minigpt.generation import Sampling
+
+    checkpoint = load_checkpoint(instruct_checkpoint)
+    expected = [checkpoint.generate(q, 20, Sampling(temperature=0))[0] for q in ("What is a camel?", "Name a fish.")]
+    assert result.stdout == "".join(answer + "\n" for answer in expected)  # the blank line is skipped
+    assert "note" not in result.stderr
+
+
+def test_chat_on_a_plain_checkpoint_completes_text_and_says_so(checkpoint: Path, minigpt, monkeypatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("ROMEO:\nJULIET: ¿\n"))
+    result = minigpt("chat", f"--ckpt_path={checkpoint}", "--max_new_tokens=10", "--seed=0")
+    assert result.returncode == 0
+    assert "was not instruction-tuned" in result.stderr and "plain text" in result.stderr
+    # The unknown character is reported for its line only; the first line was answered.
+    assert "outside the tokenizer's vocabulary: '¿'" in result.stderr
+    assert len(result.stdout.splitlines()[0]) <= 10
+
+
+def test_generate_streams_samples_and_reads_the_prompt_from_a_file(checkpoint: Path, tmp_path: Path, minigpt) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("JULIET:")
+    common = ["generate", f"--ckpt_path={checkpoint}", "--max_new_tokens=15", "--seed=3"]
+    from_file = minigpt(*common, f"--prompt_file={prompt}")
+    assert from_file.returncode == 0 and from_file.stdout == minigpt(*common, "--prompt=JULIET:").stdout
+    several = minigpt(*common, "--prompt=JULIET:", "--num_samples=3", "--top_p=0.9", "--repetition_penalty=1.3")
+    samples = several.stdout.rstrip("\n").split("\n---\n")
+    assert len(samples) == 3 and all(s.startswith("JULIET:") for s in samples)
+    stopped = minigpt(*common, "--prompt=JULIET:", "--temperature=0", "--stop=e")
+    assert "e" not in stopped.stdout[len("JULIET:") :]
+
+
+def test_generate_reads_the_prompt_from_stdin(checkpoint: Path) -> None:
+    args = ["generate", f"--ckpt_path={checkpoint}", "--prompt_file=-", "--max_new_tokens=5", "--temperature=0"]
+    result = subprocess.run(
+        [sys.executable, "-m", "minigpt", *args],
+        input="ROMEO:",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=CHECKOUT_ENV,
+    )
+    assert result.returncode == 0 and result.stdout.startswith("ROMEO:") and len(result.stdout) == 6 + 5 + 1
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--top_p=0", r"top_p must be in (0, 1]"),
+        ("--top_p=1.5", "top_p must be in"),
+        ("--prompt=", "the prompt is empty"),
+        ("--prompt_style=chatml", "--prompt_style: unknown prompt style 'chatml'"),
+        ("--prompt_file=nowhere.txt", "--prompt_file: nowhere.txt does not exist"),
+    ],
+)
+def test_bad_generate_input_is_one_line(checkpoint: Path, minigpt, flag: str, message: str) -> None:
+    assert message in one_line_error(minigpt("generate", f"--ckpt_path={checkpoint}", flag))
+
+
+def test_long_prompt_is_cut_with_a_warning(checkpoint: Path, minigpt) -> None:
+    result = minigpt("generate", f"--ckpt_path={checkpoint}", "--prompt=" + "ROMEO: " * 10, "--max_new_tokens=3")
+    assert result.returncode == 0
+    assert "minigpt: warning: the prompt has 70 tokens, more than the model's context of 32" in result.stderr
