@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import SumMetric
 from torchmetrics.text import Perplexity
 
 from minigpt.checkpoint import ARCHITECTURES, METADATA_KEY, build_model, metadata
 from minigpt.errors import MinigptError
 from minigpt.generation import generate_text
-from minigpt.model import PRESETS
+from minigpt.model import GPT, PRESETS
+from minigpt.pretrained import extends, fit_vocabulary, load_pretrained
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
 IGNORE_INDEX = -100
+# LanguageModel arguments that a GPT checkpoint records from its actual network.
+ARCHITECTURE_HPARAMS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "gelu")
 
 
 def warmup_cosine(step: int, warmup_steps: int, decay_steps: int, min_ratio: float) -> float:
@@ -48,6 +52,11 @@ class LanguageModel(LightningModule):
         n_embd: Width of the residual stream.
         dropout: Dropout probability in training.
         bias: Biases in linear layers and LayerNorms.
+        gelu: GELU form, "exact" or "tanh" (GPT-2's weights expect "tanh").
+        init_from: Start from these weights and this tokenizer: a minigpt .ckpt, a Hugging Face
+            GPT-2 directory (config.json, model.safetensors, tokenizer.json) or a hub name such as
+            gpt2. The architecture comes from it; a fine-tune config sets it through
+            `finetune: true` and --ckpt_path. Training starts at step 0 with a fresh optimizer.
         learning_rate: Peak learning rate of AdamW.
         min_lr: Learning rate at the end of the cosine decay.
         weight_decay: AdamW weight decay, applied to matrices and embeddings only.
@@ -70,6 +79,8 @@ class LanguageModel(LightningModule):
         n_embd: int | None = None,
         dropout: float | None = None,
         bias: bool | None = None,
+        gelu: str | None = None,
+        init_from: str | None = None,
         learning_rate: float = 1e-3,
         min_lr: float = 1e-4,
         weight_decay: float = 0.1,
@@ -92,8 +103,14 @@ class LanguageModel(LightningModule):
             raise MinigptError(f"model.min_lr ({min_lr}) must not exceed model.learning_rate ({learning_rate})")
         self.arch = arch
         shape = dict(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
-        self.model = build_model(arch, self._architecture(arch, preset, {**shape, "dropout": dropout, "bias": bias}))
+        given = {**shape, "dropout": dropout, "bias": bias, "gelu": gelu}
         self.tokenizer: Tokenizer | None = None
+        # The tokenizer the init_from weights were trained with: the data's must extend it.
+        self.init_tokenizer: Tokenizer | None = None
+        if init_from is None:
+            self.model = build_model(arch, self._architecture(arch, preset, given))
+        else:
+            self.model, self.init_tokenizer = self._from_pretrained(init_from, arch, preset, given)
         self.val_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
         self.val_nll = SumMetric()
         self.val_chars = SumMetric()
@@ -109,12 +126,55 @@ class LanguageModel(LightningModule):
         values.update({name: value for name, value in given.items() if value is not None})
         return values
 
+    @staticmethod
+    def _from_pretrained(init_from: str, arch: str, preset: str | None, given: dict[str, Any]) -> tuple[GPT, Tokenizer]:
+        """The network of `init_from`, with config dropout, and token rows for any added tokens."""
+        if arch != "gpt":
+            raise MinigptError(f"model.init_from loads GPT weights; model.arch is {arch!r}, set it to gpt")
+        if preset is not None:
+            raise MinigptError("model.preset and model.init_from are both set; remove model.preset")
+        source = load_pretrained(init_from)
+        config = source.config
+        for name in ("n_layer", "n_head", "n_embd", "bias", "gelu"):
+            if given[name] is not None and given[name] != getattr(config, name):
+                raise MinigptError(
+                    f"model.{name} is {given[name]} but model.init_from {init_from} has {getattr(config, name)}; "
+                    f"remove model.{name}: the architecture comes from the weights"
+                )
+        block_size = given["block_size"] or config.block_size
+        if block_size > config.block_size:
+            raise MinigptError(
+                f"data.block_size ({block_size}) is longer than the {config.block_size} positions of "
+                f"model.init_from {init_from}; set data.block_size to {config.block_size} or less"
+            )
+        vocab_size = given["vocab_size"]
+        if vocab_size < config.vocab_size:
+            raise MinigptError(
+                f"the data's vocabulary has {vocab_size} tokens, fewer than the {config.vocab_size} of "
+                f"model.init_from {init_from}; the data module must use its tokenizer (data.tokenizer_from)"
+            )
+        # The model keeps all the source's positions: shorter training windows use the first ones.
+        dropout = config.dropout if given["dropout"] is None else given["dropout"]
+        model = GPT(replace(config, vocab_size=vocab_size, dropout=dropout))
+        model.load_state_dict(fit_vocabulary(source.state_dict, model.state_dict()))
+        rank_zero_info(
+            f"model.init_from: {init_from} ({model.num_parameters():,} parameters, "
+            f"{config.n_layer} layers; {vocab_size - config.vocab_size} tokens added to its vocabulary)"
+        )
+        return model, source.tokenizer
+
     # --- setup -------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and getattr(datamodule, "tokenizer", None) is not None:
             self.tokenizer = datamodule.tokenizer
+        known = self.init_tokenizer
+        if self.tokenizer is not None and known is not None and not extends(self.tokenizer, known):
+            raise MinigptError(
+                f"the data's tokenizer is not the one model.init_from {self.hparams.init_from} was trained "
+                "with; set data.tokenizer_from to the same source (the CLI links it from model.init_from)"
+            )
         if self.tokenizer is not None:
             lengths = torch.as_tensor(self.tokenizer.token_char_lengths(), dtype=torch.float64)
             self._char_lengths = lengths.to(self.device)
@@ -240,4 +300,19 @@ class LanguageModel(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.tokenizer is None:
             raise MinigptError("cannot save a checkpoint without a tokenizer: train with a minigpt data module")
-        checkpoint[METADATA_KEY] = metadata(self.arch, self.model, self.tokenizer)
+        checkpoint[METADATA_KEY] = {
+            **metadata(self.arch, self.model, self.tokenizer),
+            "init_from": self.hparams.init_from,
+        }
+        if self.arch == "gpt":
+            # The checkpoint describes its own architecture, so reloading or resuming it needs
+            # neither the preset nor the init_from source it started from. (A new dict: Lightning
+            # put self.hparams itself there.)
+            config = self.model.config
+            resolved = {name: getattr(config, name) for name in ARCHITECTURE_HPARAMS}
+            checkpoint["hyper_parameters"] = {
+                **checkpoint.get("hyper_parameters", {}),
+                **resolved,
+                "preset": None,
+                "init_from": None,
+            }

@@ -19,3 +19,15 @@ class TinyShakespeare(TextDataModule):
         url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
         sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
     )
+
+
+class AceAttorney(TextDataModule):
+    """Phoenix Wright: Ace Attorney dialogue (918,349 bytes, 86 distinct characters), as `Name:` lines.
+
+    No public download exists: pass `data.path`, or put the file at
+    `$MINIGPT_DATA_DIR/aceattorney/fine_tuning_input.txt` or `~/.cache/minigpt/aceattorney/`.
+    Any UTF-8 text in the same format (a speaker's name and a colon on one line, the words on the
+    next, a blank line between turns) works through `data.path`.
+    """
+
+    known_file = KnownFile(name="aceattorney", filename="fine_tuning_input.txt")

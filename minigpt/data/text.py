@@ -9,12 +9,14 @@ from typing import ClassVar
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from minigpt.data.cache import cache_key, load_splits, write_splits
 from minigpt.data.sources import KnownFile, cache_root, decode_text, resolve_file
 from minigpt.data.windows import RandomWindowBatches, SequentialWindows
 from minigpt.errors import MinigptError
+from minigpt.pretrained import load_pretrained_tokenizer
 from minigpt.tokenizers import CharTokenizer, Tokenizer
 
 
@@ -27,6 +29,10 @@ class TextDataModule(LightningDataModule):
     compare across runs. The character vocabulary is every character of the file, so validation
     never meets an unknown character.
 
+    With `tokenizer_from` (a fine-tune, or a resumed run) the text is encoded with that source's
+    tokenizer instead. A character vocabulary that lacks some of the file's characters grows:
+    they are appended as new ids (existing ids keep their meaning) and a warning names them.
+
     Args:
         path: The text file. Corpora with a known home (TinyShakespeare) find it themselves.
         block_size: Tokens in each window; also the model's context length.
@@ -36,6 +42,8 @@ class TextDataModule(LightningDataModule):
         seed: Seed of the training windows' offsets.
         max_val_windows: Evaluate on at most this many validation windows (all when unset).
         cache_dir: Token cache folder (default: $MINIGPT_CACHE_DIR/tokens or ~/.cache/minigpt/tokens).
+        tokenizer_from: Take the tokenizer of this minigpt checkpoint, GPT-2 directory or hub name
+            (linked from model.init_from, and set to --ckpt_path when a run resumes).
     """
 
     known_file: ClassVar[KnownFile | None] = None
@@ -50,6 +58,7 @@ class TextDataModule(LightningDataModule):
         seed: int = 1337,
         max_val_windows: int | None = None,
         cache_dir: str | None = None,
+        tokenizer_from: str | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("block_size", block_size), ("batch_size", batch_size)):
@@ -67,6 +76,7 @@ class TextDataModule(LightningDataModule):
         self.seed = seed
         self.max_val_windows = max_val_windows
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "tokens"
+        self.tokenizer_from = tokenizer_from
         self.tokenizer: Tokenizer | None = None
         self._splits: dict[str, np.ndarray] | None = None
 
@@ -85,7 +95,7 @@ class TextDataModule(LightningDataModule):
         text = decode_text(raw, path)
         if not text.strip():
             raise MinigptError(f"data.path: {path} is empty; give a file with text in it")
-        tokenizer = self.tokenizer or CharTokenizer.train(text)
+        tokenizer = self._tokenizer_for(text, path)
         key = cache_key(hashlib.sha256(raw).digest(), tokenizer.to_json(), repr(self.val_fraction))
         folder = self.cache_dir / key
         splits = load_splits(folder)
@@ -104,6 +114,25 @@ class TextDataModule(LightningDataModule):
                 )
         self.tokenizer = tokenizer
         self._splits = splits
+
+    def _tokenizer_for(self, text: str, path: Path) -> Tokenizer:
+        tokenizer = self.tokenizer
+        if tokenizer is None and self.tokenizer_from is not None:
+            tokenizer = load_pretrained_tokenizer(self.tokenizer_from)
+        if tokenizer is None:
+            return CharTokenizer.train(text)
+        if isinstance(tokenizer, CharTokenizer):
+            grown = tokenizer.extended(text)
+            if grown is not tokenizer:
+                added = grown.chars[tokenizer.vocab_size :]
+                count = sum(text.count(char) for char in added)
+                rank_zero_warn(
+                    f"{path} has {len(added)} characters outside the {tokenizer.vocab_size}-character vocabulary "
+                    f"({''.join(added)!r}, {count:,} occurrences); added them as ids {tokenizer.vocab_size}-"
+                    f"{grown.vocab_size - 1}, whose embeddings start untrained"
+                )
+            return grown
+        return tokenizer
 
     def prepare_data(self) -> None:
         self.prepare()
