@@ -64,9 +64,9 @@ def test_gradual_unfreezing_adds_a_block_every_k_steps(corpus: Path, pretrained:
     # Logged at the step it happens (the logger's step is steps done; scalars() adds one).
     assert logged == {
         1: head,
-        7: head + block,
-        13: head + 2 * block,
-        19: head + 2 * block + model.transformer.wpe.weight.numel(),
+        4: head + block,
+        7: head + 2 * block,
+        10: head + 2 * block + model.transformer.wpe.weight.numel(),
     }
     # Every part trained in the end, including the block unfrozen last.
     assert changed(model.state_dict(), tuned_weights(tmp_path)) == set(model.state_dict())
