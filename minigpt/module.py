@@ -147,12 +147,9 @@ class LanguageModel(LightningModule):
                 f"data.block_size ({block_size}) is longer than the {config.block_size} positions of "
                 f"model.init_from {init_from}; set data.block_size to {config.block_size} or less"
             )
-        vocab_size = given["vocab_size"]
-        if vocab_size < config.vocab_size:
-            raise MinigptError(
-                f"the data's vocabulary has {vocab_size} tokens, fewer than the {config.vocab_size} of "
-                f"model.init_from {init_from}; the data module must use its tokenizer (data.tokenizer_from)"
-            )
+        # Rows for tokens the data added (a grown character vocabulary); a source with more rows
+        # than its tokenizer has tokens (a padded vocabulary) keeps them all.
+        vocab_size = max(given["vocab_size"], config.vocab_size)
         # The model keeps all the source's positions: shorter training windows use the first ones.
         dropout = config.dropout if given["dropout"] is None else given["dropout"]
         model = GPT(replace(config, vocab_size=vocab_size, dropout=dropout))
