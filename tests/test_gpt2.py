@@ -8,6 +8,7 @@ import torch
 from conftest import LINES, tiny_fit_args
 
 from minigpt import GPT, GPTConfig, MinigptError, load_checkpoint
+from minigpt.bigram import BigramConfig, BigramLM
 from minigpt.cli import main
 from minigpt.hf_gpt2 import export_gpt2
 from minigpt.pretrained import load_pretrained
@@ -124,3 +125,13 @@ def test_hub_name_offline_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_p
         MinigptError, match=r"could not download 'gpt2' from the Hugging Face hub .* model.init_from=DIR"
     ):
         load_pretrained("gpt2")
+
+
+def test_export_refuses_a_bigram_and_a_file_as_out(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(MinigptError, match="only GPT checkpoints export to GPT-2 format, not BigramLM"):
+        export_gpt2(BigramLM(BigramConfig(vocab_size=4)), CharTokenizer(list("abcd")), tmp_path / "out")
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(SystemExit) as exit:
+        main(["export", f"--ckpt_path={tmp_path / 'none.ckpt'}", f"--out={tmp_path / 'taken'}"])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.strip() == f"minigpt: error: --out: {tmp_path / 'taken'} is a file; pass a directory"
