@@ -79,7 +79,7 @@ class LanguageModel(LightningModule):
         n_embd: int | None = None,
         dropout: float | None = None,
         bias: bool | None = None,
-        gelu: str | None = None,
+        gelu: Literal["exact", "tanh"] | None = None,
         init_from: str | None = None,
         learning_rate: float = 1e-3,
         min_lr: float = 1e-4,
@@ -111,6 +111,7 @@ class LanguageModel(LightningModule):
             self.model = build_model(arch, self._architecture(arch, preset, given))
         else:
             self.model, self.init_tokenizer = self._from_pretrained(init_from, arch, preset, given)
+            self.tokenizer = self.init_tokenizer  # until a data module brings its (possibly grown) copy
         self.val_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
         self.val_nll = SumMetric()
         self.val_chars = SumMetric()
@@ -153,7 +154,13 @@ class LanguageModel(LightningModule):
         # The model keeps all the source's positions: shorter training windows use the first ones.
         dropout = config.dropout if given["dropout"] is None else given["dropout"]
         model = GPT(replace(config, vocab_size=vocab_size, dropout=dropout))
-        model.load_state_dict(fit_vocabulary(source.state_dict, model.state_dict()))
+        try:
+            model.load_state_dict(fit_vocabulary(source.state_dict, model.state_dict()))
+        except RuntimeError as error:
+            first_line = str(error).splitlines()[0]
+            raise MinigptError(
+                f"model.init_from: {init_from} has weights that do not fit its config ({first_line})"
+            ) from None
         rank_zero_info(
             f"model.init_from: {init_from} ({model.num_parameters():,} parameters, "
             f"{config.n_layer} layers; {vocab_size - config.vocab_size} tokens added to its vocabulary)"

@@ -158,3 +158,11 @@ def test_real_ace_attorney_grows_shakespeares_vocabulary(monkeypatch: pytest.Mon
         assert ace.vocab_size == 65 + 22
     text = (SHARED_DATA / "aceattorney" / "fine_tuning_input.txt").read_text(encoding="utf-8")
     assert ace.tokenizer.decode(ace.tokenizer.encode(text[:5000])) == text[:5000]
+
+
+def test_checkpoint_missing_weights_is_one_line(pretrained: Path, tmp_path: Path) -> None:
+    checkpoint = torch.load(pretrained, weights_only=True)
+    del checkpoint["state_dict"]["model.transformer.h.1.mlp.c_fc.weight"]
+    torch.save(checkpoint, tmp_path / "damaged.ckpt")
+    with pytest.raises(MinigptError, match=r"damaged.ckpt has weights that do not fit its config \(Error"):
+        LanguageModel(init_from=str(tmp_path / "damaged.ckpt"), vocab_size=42, block_size=32)
