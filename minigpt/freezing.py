@@ -131,10 +131,10 @@ class GradualUnfreezing(BaseFinetuning):
     def freeze_before_training(self, pl_module: LightningModule) -> None:
         self.freeze(self._stages(gpt_of(pl_module)))
 
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.global_step > 0:
-            raise MinigptError("resuming a run that uses GradualUnfreezing is not supported; start the fine-tune again")
-        super().on_fit_start(trainer, pl_module)
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Called when a run resumes, before Lightning restores the optimizer, whose saved param
+        # groups (one pair per block unfrozen so far) no freshly configured optimizer matches.
+        raise MinigptError("resuming a run that uses GradualUnfreezing is not supported; start the fine-tune again")
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         log_trainable(trainer, pl_module)

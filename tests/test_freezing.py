@@ -89,3 +89,21 @@ def test_bad_freeze_spec_is_one_line(
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("minigpt: error: ")
     assert re.search(message, error), error
+
+
+def test_resuming_gradual_unfreezing_is_refused(
+    corpus: Path, pretrained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    callback = {"class_path": "minigpt.freezing.GradualUnfreezing", "init_args": {"every": 3}}
+    main(finetune_with(corpus, pretrained, callback, max_steps=5))
+    tuned = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    resume = [a for a in finetune_with(corpus, tuned, callback, max_steps=10) if a != "--finetune=true"]
+    with pytest.raises(SystemExit):
+        main(resume)
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "minigpt: error: resuming a run that uses GradualUnfreezing is not supported; start the fine-tune again"
+        )
+    )
