@@ -1,4 +1,11 @@
-"""The `minigpt` command: LightningCLI's fit/validate/test, plus `generate`, `chat` and `tokenizer`."""
+"""The `minigpt` command: LightningCLI's fit/validate/test, plus `generate`, `chat`, `tokenizer`
+and `export`.
+
+`fit --ckpt_path X` resumes the run that wrote X: weights, optimizer, step, schedule and the
+model hyperparameters stored in X. A config with `finetune: true` makes the same flag a starting
+point instead: X becomes `model.init_from` (weights and tokenizer only), the run starts at step 0
+with a fresh optimizer and schedule, and every value comes from the config.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ from minigpt.data.prompts import style_by_name
 from minigpt.data.sources import decode_text
 from minigpt.errors import MinigptError
 from minigpt.generation import Sampling
+from minigpt.hf_gpt2 import REQUIRED_FILES, export_gpt2
 from minigpt.module import LanguageModel
 from minigpt.tokenizer_commands import run_tokenizer
 
@@ -50,6 +58,13 @@ class MinigptCLI(LightningCLI):
                 "trainer.precision": default_precision(),
             }
         )
+        parser.add_argument(
+            "--finetune",
+            type=bool,
+            default=False,
+            help="Treat --ckpt_path as starting weights (model.init_from): step 0, fresh optimizer, "
+            "the config's hyperparameters. Without it, --ckpt_path resumes the run exactly.",
+        )
 
     def instantiate_classes(self) -> None:
         # jsonargparse wraps errors raised while building a class in its own ValueError;
@@ -68,11 +83,6 @@ class MinigptCLI(LightningCLI):
             kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
 
-    def before_instantiate_classes(self) -> None:
-        config = self.config.get(self.subcommand, self.config)
-        root = config.get("trainer", {}).get("default_root_dir") or os.getcwd()
-        check_writable(Path(root), "trainer.default_root_dir")
-
     def parse_arguments(self, parser: LightningArgumentParser, args: Sequence[str] | None) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
@@ -81,6 +91,40 @@ class MinigptCLI(LightningCLI):
         # traceback on a missing or foreign file.
         if ckpt_path and ckpt_path not in ("last", "best", "hpc"):
             read_checkpoint(ckpt_path)
+
+    def _parse_ckpt_path(self) -> None:
+        """Resume (LightningCLI's merge of the checkpoint's hyperparameters), or start a fine-tune."""
+        subcommand = self.config.get("subcommand")
+        config = subcommand and self.config[subcommand]
+        if not config or not config.get("finetune"):
+            super()._parse_ckpt_path()
+            return
+        ckpt_path, init_from = config.get("ckpt_path"), config.model.get("init_from")
+        if ckpt_path and init_from:
+            raise MinigptError(
+                f"finetune: true with both --ckpt_path {ckpt_path} and model.init_from {init_from}; give one of them"
+            )
+        if not (ckpt_path or init_from):
+            raise MinigptError("finetune: true needs starting weights: pass --ckpt_path or set model.init_from")
+        if ckpt_path:
+            # Lightning would restore the optimizer, loops and step from a ckpt_path given to fit,
+            # and LightningCLI would merge its hyperparameters over this config: neither happens.
+            config.model.init_from = ckpt_path
+            config.ckpt_path = None
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand, self.config)
+        root = config.get("trainer", {}).get("default_root_dir") or os.getcwd()
+        check_writable(Path(root), "trainer.default_root_dir")
+        # The data module encodes with the tokenizer of the weights the run starts from.
+        data_args = config.get("data") and config.data.get("init_args")
+        if data_args is None or "tokenizer_from" not in data_args or data_args.tokenizer_from is not None:
+            return
+        ckpt_path = config.get("ckpt_path")
+        if config.model.get("init_from"):
+            data_args.tokenizer_from = config.model.init_from
+        elif ckpt_path and ckpt_path not in ("last", "best", "hpc"):
+            data_args.tokenizer_from = ckpt_path
 
 
 def find_cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
@@ -116,7 +160,7 @@ def run_lightning_cli(args: Sequence[str] | None) -> None:
         subclass_mode_data=True,
         trainer_defaults={"callbacks": [ThroughputLogger(), interrupt]},
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"description": "Train small GPTs. Sampling: minigpt generate --help, minigpt chat --help"},
+        parser_kwargs={"description": "Train small GPTs. Also: minigpt generate | chat | tokenizer | export --help"},
         args=None if args is None else list(args),
     )
     if interrupt.signal is not None:
@@ -262,7 +306,24 @@ def run_chat(args: Sequence[str]) -> None:
                 print(f"minigpt: error: {error}", file=sys.stderr)
 
 
-COMMANDS = {"generate": run_generate, "chat": run_chat, "tokenizer": run_tokenizer}
+def run_export(args: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="minigpt export",
+        description="Write a checkpoint as a Hugging Face GPT-2 directory (config.json, model.safetensors, "
+        "tokenizer.json) that transformers' GPT2LMHeadModel.from_pretrained loads.",
+    )
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by minigpt fit")
+    parser.add_argument("--out", required=True, help="directory to write (created if missing)")
+    options = parser.parse_args(args)
+    out = Path(options.out)
+    if out.exists() and not out.is_dir():
+        raise MinigptError(f"--out: {out} is a file; pass a directory")
+    checkpoint = load_checkpoint(options.ckpt_path)
+    export_gpt2(checkpoint.model, checkpoint.tokenizer, out)
+    print(f"wrote {out}/ ({', '.join(REQUIRED_FILES)})")
+
+
+COMMANDS = {"generate": run_generate, "chat": run_chat, "tokenizer": run_tokenizer, "export": run_export}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import SumMetric
 from torchmetrics.text import Perplexity
 
@@ -18,10 +19,13 @@ from minigpt.checkpoint import ARCHITECTURES, METADATA_KEY, build_model, metadat
 from minigpt.data.instruct import IGNORE_INDEX
 from minigpt.errors import MinigptError
 from minigpt.generation import generate_text
-from minigpt.model import PRESETS
+from minigpt.model import GPT, PRESETS
+from minigpt.pretrained import extends, fit_vocabulary, load_pretrained
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
 RNG_KEY = "minigpt_rng"
+# LanguageModel arguments that a GPT checkpoint records from its actual network.
+ARCHITECTURE_HPARAMS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "gelu")
 
 
 def warmup_cosine(step: int, warmup_steps: int, decay_steps: int, min_ratio: float) -> float:
@@ -65,6 +69,10 @@ class LanguageModel(LightningModule):
         dropout: Dropout probability in training.
         bias: Biases in linear layers and LayerNorms.
         gelu: "exact" (erf) or "tanh" (GPT-2's approximation; the gpt2 presets use it).
+        init_from: Start from these weights and this tokenizer: a minigpt .ckpt, a Hugging Face
+            GPT-2 directory (config.json, model.safetensors, tokenizer.json) or a hub name such as
+            gpt2. The architecture comes from it; a fine-tune config sets it through
+            `finetune: true` and --ckpt_path. Training starts at step 0 with a fresh optimizer.
         learning_rate: Peak learning rate of AdamW.
         min_lr: Learning rate at the end of the cosine decay.
         weight_decay: AdamW weight decay, applied to matrices and embeddings only.
@@ -90,6 +98,7 @@ class LanguageModel(LightningModule):
         dropout: float | None = None,
         bias: bool | None = None,
         gelu: Literal["exact", "tanh"] | None = None,
+        init_from: str | None = None,
         learning_rate: float = 1e-3,
         min_lr: float = 1e-4,
         weight_decay: float = 0.1,
@@ -113,12 +122,17 @@ class LanguageModel(LightningModule):
             raise MinigptError(f"model.min_lr ({min_lr}) must not exceed model.learning_rate ({learning_rate})")
         self.arch = arch
         shape = dict(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
-        self.model = build_model(
-            arch, self._architecture(arch, preset, {**shape, "dropout": dropout, "bias": bias, "gelu": gelu})
-        )
+        given = {**shape, "dropout": dropout, "bias": bias, "gelu": gelu}
         self.tokenizer: Tokenizer | None = None
         # Set by instruction data modules (minigpt.data.prompts) and saved in checkpoints.
         self.prompt_style: str | None = None
+        # The tokenizer the init_from weights were trained with: the data's must extend it.
+        self.init_tokenizer: Tokenizer | None = None
+        if init_from is None:
+            self.model = build_model(arch, self._architecture(arch, preset, given))
+        else:
+            self.model, self.init_tokenizer = self._from_pretrained(init_from, arch, preset, given)
+            self.tokenizer = self.init_tokenizer  # until a data module brings its (possibly grown) copy
         self.val_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
         self.val_nll = SumMetric()
         self.val_chars = SumMetric()
@@ -135,6 +149,46 @@ class LanguageModel(LightningModule):
         values.update({name: value for name, value in given.items() if value is not None})
         return values
 
+    @staticmethod
+    def _from_pretrained(init_from: str, arch: str, preset: str | None, given: dict[str, Any]) -> tuple[GPT, Tokenizer]:
+        """The network of `init_from`, with config dropout, and token rows for any added tokens."""
+        if arch != "gpt":
+            raise MinigptError(f"model.init_from loads GPT weights; model.arch is {arch!r}, set it to gpt")
+        if preset is not None:
+            raise MinigptError("model.preset and model.init_from are both set; remove model.preset")
+        source = load_pretrained(init_from)
+        config = source.config
+        for name in ("n_layer", "n_head", "n_embd", "bias", "gelu"):
+            if given[name] is not None and given[name] != getattr(config, name):
+                raise MinigptError(
+                    f"model.{name} is {given[name]} but model.init_from {init_from} has {getattr(config, name)}; "
+                    f"remove model.{name}: the architecture comes from the weights"
+                )
+        block_size = given["block_size"] or config.block_size
+        if block_size > config.block_size:
+            raise MinigptError(
+                f"data.block_size ({block_size}) is longer than the {config.block_size} positions of "
+                f"model.init_from {init_from}; set data.block_size to {config.block_size} or less"
+            )
+        # Rows for tokens the data added (a grown character vocabulary); a source with more rows
+        # than its tokenizer has tokens (a padded vocabulary) keeps them all.
+        vocab_size = max(given["vocab_size"], config.vocab_size)
+        # The model keeps all the source's positions: shorter training windows use the first ones.
+        dropout = config.dropout if given["dropout"] is None else given["dropout"]
+        model = GPT(replace(config, vocab_size=vocab_size, dropout=dropout))
+        try:
+            model.load_state_dict(fit_vocabulary(source.state_dict, model.state_dict()))
+        except RuntimeError as error:
+            first_line = str(error).splitlines()[0]
+            raise MinigptError(
+                f"model.init_from: {init_from} has weights that do not fit its config ({first_line})"
+            ) from None
+        rank_zero_info(
+            f"model.init_from: {init_from} ({model.num_parameters():,} parameters, "
+            f"{config.n_layer} layers; {vocab_size - config.vocab_size} tokens added to its vocabulary)"
+        )
+        return model, source.tokenizer
+
     # --- setup -------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
@@ -143,6 +197,12 @@ class LanguageModel(LightningModule):
             self.tokenizer = datamodule.tokenizer
         if datamodule is not None and getattr(datamodule, "prompt_style", None) is not None:
             self.prompt_style = datamodule.prompt_style
+        known = self.init_tokenizer
+        if self.tokenizer is not None and known is not None and not extends(self.tokenizer, known):
+            raise MinigptError(
+                f"the data's tokenizer is not the one model.init_from {self.hparams.init_from} was trained "
+                "with; set data.tokenizer_from to the same source (the CLI links it from model.init_from)"
+            )
         if self.tokenizer is not None:
             lengths = torch.as_tensor(self.tokenizer.token_char_lengths(), dtype=torch.float64)
             self._char_lengths = lengths.to(self.device)
@@ -293,8 +353,23 @@ class LanguageModel(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.tokenizer is None:
             raise MinigptError("cannot save a checkpoint without a tokenizer: train with a minigpt data module")
-        checkpoint[METADATA_KEY] = metadata(self.arch, self.model, self.tokenizer, self.prompt_style)
+        checkpoint[METADATA_KEY] = {
+            **metadata(self.arch, self.model, self.tokenizer, self.prompt_style),
+            "init_from": self.hparams.init_from,
+        }
         checkpoint[RNG_KEY] = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
+        if self.arch == "gpt":
+            # The checkpoint describes its own architecture, so reloading or resuming it needs
+            # neither the preset nor the init_from source it started from. (A new dict: Lightning
+            # put self.hparams itself there.)
+            config = self.model.config
+            resolved = {name: getattr(config, name) for name in ARCHITECTURE_HPARAMS}
+            checkpoint["hyper_parameters"] = {
+                **checkpoint.get("hyper_parameters", {}),
+                **resolved,
+                "preset": None,
+                "init_from": None,
+            }

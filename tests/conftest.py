@@ -58,3 +58,15 @@ def tiny_fit_args(corpus: Path, max_steps: int = 30, **overrides: object) -> lis
     }
     values.update(overrides)
     return ["fit"] + [f"--{key}={value}" for key, value in values.items()]
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 30-step checkpoint of `tiny_fit_args` on the LINES corpus, trained once for the session."""
+    from minigpt.cli import main
+
+    root = tmp_path_factory.mktemp("pretrain")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(LINES[i % len(LINES)] for i in range(300)))
+    main(tiny_fit_args(corpus, max_steps=30, **{"trainer.default_root_dir": root, "data.cache_dir": root / "cache"}))
+    return root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"

@@ -8,6 +8,7 @@ from importlib import import_module
 from typing import Any
 
 _HOMES = {
+    "AceAttorney": "minigpt.data.corpora",
     "Dolly": "minigpt.data.instruct",
     "InstructDataModule": "minigpt.data.instruct",
     "TextDataModule": "minigpt.data.text",

@@ -27,6 +27,18 @@ class TinyShakespeare(TextDataModule):
     )
 
 
+class AceAttorney(TextDataModule):
+    """Phoenix Wright: Ace Attorney dialogue (918,349 bytes, 86 distinct characters), as `Name:` lines.
+
+    No public download exists: pass `data.path`, or put the file at
+    `$MINIGPT_DATA_DIR/aceattorney/fine_tuning_input.txt` or `~/.cache/minigpt/aceattorney/`.
+    Any UTF-8 text in the same format (a speaker's name and a colon on one line, the words on the
+    next, a blank line between turns) works through `data.path`.
+    """
+
+    known_file = KnownFile(name="aceattorney", filename="fine_tuning_input.txt")
+
+
 class WikiText103(TextDataModule):
     """WikiText-103 (raw): ~540 MB of Wikipedia articles to train on, plus validation and test.
 

@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from minigpt.data.cache import build_splits, cache_key, load_splits, local_rank, wait_for_splits
@@ -16,7 +17,8 @@ from minigpt.data.sources import KnownFile, cache_root, decode_text, resolve_fil
 from minigpt.data.streaming import DecodeErrors, InMemoryText, TextSource, default_workers
 from minigpt.data.windows import EpochWindowBatches, RandomWindowBatches, SequentialWindows
 from minigpt.errors import MinigptError
-from minigpt.tokenizers import Tokenizer, TokenizerSpec, tokenizer_from_json
+from minigpt.pretrained import load_pretrained_tokenizer
+from minigpt.tokenizers import CharTokenizer, Tokenizer, TokenizerSpec, tokenizer_from_json
 
 
 class TextDataModule(LightningDataModule):
@@ -29,6 +31,10 @@ class TextDataModule(LightningDataModule):
     validation losses compare across runs. Trained tokenizers learn from the training split
     only; a character vocabulary is the alphabet of all splits, so validation never meets an
     unknown character.
+
+    With `tokenizer_from` (a fine-tune, or a resumed run) the text is encoded with that source's
+    tokenizer instead. A character vocabulary that lacks some of the file's characters grows:
+    they are appended as new ids (existing ids keep their meaning) and a warning names them.
 
     Args:
         path: The text file. Corpora with a known home (TinyShakespeare) find it themselves.
@@ -43,6 +49,8 @@ class TextDataModule(LightningDataModule):
         errors: What a byte that is not UTF-8 does: strict (stop, naming where), replace, ignore.
         tokenize_workers: Processes that build the token cache (default: 0 below 16 MB, else all cores).
         cache_dir: Token cache folder (default: $MINIGPT_CACHE_DIR/tokens or ~/.cache/minigpt/tokens).
+        tokenizer_from: Take the tokenizer of this minigpt checkpoint, GPT-2 directory or hub name
+            (linked from model.init_from, and set to --ckpt_path when a run resumes).
     """
 
     known_file: ClassVar[KnownFile | None] = None
@@ -62,6 +70,7 @@ class TextDataModule(LightningDataModule):
         errors: DecodeErrors = "strict",
         tokenize_workers: int | None = None,
         cache_dir: str | None = None,
+        tokenizer_from: str | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("block_size", block_size), ("batch_size", batch_size)):
@@ -88,6 +97,7 @@ class TextDataModule(LightningDataModule):
         self.errors = errors
         self.tokenize_workers = tokenize_workers
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "tokens"
+        self.tokenizer_from = tokenizer_from
         self.tokenizer: Tokenizer | None = None
         self._splits: dict[str, np.ndarray] | None = None
 
@@ -112,7 +122,12 @@ class TextDataModule(LightningDataModule):
             return
         sources = self.split_sources()
         fingerprints = {name: source.fingerprint() for name, source in sources.items()}
-        tokenizer = self.tokenizer or self._tokenizer(sources, fingerprints)
+        if self.tokenizer is not None:
+            tokenizer = self._covering(self.tokenizer, sources)
+        elif self.tokenizer_from is not None and not self.tokenizer_is_explicit:
+            tokenizer = self._covering(load_pretrained_tokenizer(self.tokenizer_from), sources)
+        else:
+            tokenizer = self._tokenizer(sources, fingerprints)
         parts = [part for name in sorted(sources) for part in (name, fingerprints[name])]
         folder = self.cache_dir / cache_key(*parts, tokenizer.to_json())
         splits = load_splits(folder)
@@ -150,6 +165,23 @@ class TextDataModule(LightningDataModule):
         partial = saved.with_suffix(f".{id(self)}.part")
         partial.write_text(tokenizer.to_json())
         partial.replace(saved)
+        return tokenizer
+
+    def _covering(self, tokenizer: Tokenizer, sources: dict[str, TextSource]) -> Tokenizer:
+        """A given tokenizer (a fine-tune source's); a character one grows to cover this text."""
+        if isinstance(tokenizer, CharTokenizer):
+            text = "".join(chain.from_iterable(source.chunks() for source in sources.values()))
+            path = next(iter(sources.values())).name
+            grown = tokenizer.extended(text)
+            if grown is not tokenizer:
+                added = grown.chars[tokenizer.vocab_size :]
+                count = sum(text.count(char) for char in added)
+                rank_zero_warn(
+                    f"{path} has {len(added)} characters outside the {tokenizer.vocab_size}-character vocabulary "
+                    f"({''.join(added)!r}, {count:,} occurrences); added them as ids {tokenizer.vocab_size}-"
+                    f"{grown.vocab_size - 1}, whose embeddings start untrained"
+                )
+            return grown
         return tokenizer
 
     def prepare_data(self) -> None:

@@ -55,6 +55,23 @@ class CharTokenizer:
     def unknown_characters(self, text: str) -> list[str]:
         return sorted(set(text) - self._ids.keys())
 
+    def extended(self, text: str) -> CharTokenizer:
+        """This vocabulary plus the characters of `text` it lacks, appended in sorted order.
+
+        Existing ids keep their meaning, so a checkpoint's embedding rows stay valid and only the
+        new characters need new rows (see `minigpt.pretrained.fit_vocabulary`).
+        """
+        added = self.unknown_characters(text)
+        if not added:
+            return self
+        if self.special_tokens:
+            # The special ids follow the characters: growing the alphabet would move them.
+            raise MinigptError(
+                f"the text has characters the checkpoint's vocabulary lacks ({''.join(added)!r}) and its "
+                "character tokenizer has special tokens, whose ids new characters would move; remove them"
+            )
+        return CharTokenizer(self.chars + added)
+
     def encode(self, text: str) -> list[int]:
         try:
             return [self._ids[c] for c in text]

@@ -9,6 +9,7 @@ work on UTF-8 bytes, so any text round-trips exactly and no character is ever un
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from typing import Any, ClassVar
@@ -192,9 +193,9 @@ class PretrainedTokenizer(HuggingFaceTokenizer):
         self.source = source
 
     @classmethod
-    def from_file(cls, path: str, key: str = "tokenizer.path") -> PretrainedTokenizer:
+    def from_file(cls, path: str | os.PathLike, key: str = "tokenizer.path") -> PretrainedTokenizer:
         try:
-            return cls(Backend.from_file(path), source=path)
+            return cls(Backend.from_file(str(path)), source=str(path))
         except Exception as error:  # the backend reports any parse failure as a plain Exception
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise MinigptError(

@@ -1,0 +1,175 @@
+"""Hugging Face GPT-2 format in and out: `config.json`, `model.safetensors`, `tokenizer.json`.
+
+minigpt's GPT has GPT-2's layout, so the weights map name for name, with two differences:
+GPT-2 stores its four projections as `Conv1D` (weight shaped (in, out), the transpose of
+`nn.Linear`'s), and it always has biases (a minigpt model with `bias: false` exports zeros).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from minigpt.errors import MinigptError
+from minigpt.model import GPT, GPTConfig
+from minigpt.tokenizers import CharTokenizer, PretrainedTokenizer, Tokenizer
+from minigpt.tokenizers.huggingface import HuggingFaceTokenizer
+
+REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+# Causal-mask buffers that older transformers versions saved beside the weights.
+IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+GELU_BY_ACTIVATION = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}
+ACTIVATION_BY_GELU = {"tanh": "gelu_new", "exact": "gelu"}
+LAYER_NORM_EPSILON = 1e-5  # nn.LayerNorm's default, which minigpt's blocks use
+
+
+def check_gpt2_dir(directory: Path, key: str = "model.init_from") -> None:
+    missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
+    if missing:
+        raise MinigptError(
+            f"{key}: {directory} lacks {', '.join(missing)}; a GPT-2 directory needs {', '.join(REQUIRED_FILES)} "
+            "(as written by save_pretrained plus the tokenizer's tokenizer.json)"
+        )
+
+
+def config_from_hf(values: dict, source: str) -> GPTConfig:
+    """minigpt's GPTConfig for a GPT-2 `config.json`, refusing settings minigpt's blocks do not have."""
+    if values.get("model_type") != "gpt2":
+        raise MinigptError(f"{source} describes a {values.get('model_type')!r} model; only GPT-2 weights load")
+    activation = values.get("activation_function", "gelu_new")
+    if activation not in GELU_BY_ACTIVATION:
+        raise MinigptError(
+            f"{source}: activation_function {activation!r} is not one of {', '.join(GELU_BY_ACTIVATION)}"
+        )
+    n_embd = values["n_embd"]
+    if values.get("n_inner") not in (None, 4 * n_embd):
+        raise MinigptError(f"{source}: n_inner {values['n_inner']} is not 4 * n_embd; minigpt's MLP is 4x wide")
+    if values.get("layer_norm_epsilon", LAYER_NORM_EPSILON) != LAYER_NORM_EPSILON:
+        raise MinigptError(f"{source}: layer_norm_epsilon {values['layer_norm_epsilon']} is not {LAYER_NORM_EPSILON}")
+    if not values.get("tie_word_embeddings", True):
+        raise MinigptError(f"{source}: tie_word_embeddings is false; minigpt ties the head to the token embedding")
+    return GPTConfig(
+        vocab_size=values["vocab_size"],
+        block_size=values["n_positions"],
+        n_layer=values["n_layer"],
+        n_head=values["n_head"],
+        n_embd=n_embd,
+        dropout=values.get("resid_pdrop", 0.0),
+        bias=True,
+        gelu=GELU_BY_ACTIVATION[activation],
+    )
+
+
+def config_to_hf(config: GPTConfig) -> dict:
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": config.vocab_size,
+        "n_positions": config.block_size,
+        "n_embd": config.n_embd,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
+        "n_inner": None,
+        "activation_function": ACTIVATION_BY_GELU[config.gelu],
+        "resid_pdrop": config.dropout,
+        "embd_pdrop": config.dropout,
+        "attn_pdrop": config.dropout,
+        "layer_norm_epsilon": LAYER_NORM_EPSILON,
+        "initializer_range": 0.02,
+        "tie_word_embeddings": True,
+    }
+
+
+def state_dict_from_hf(tensors: dict[str, torch.Tensor], config: GPTConfig, source: str) -> dict[str, torch.Tensor]:
+    """GPT-2 tensors renamed (and Conv1D weights transposed) to minigpt's GPT state dict."""
+    state: dict[str, torch.Tensor] = {}
+    for name, tensor in tensors.items():
+        # The hub's GPT-2 names start at the base model ("h.0..."); save_pretrained adds "transformer.".
+        name = name.removeprefix("transformer.")
+        if name.endswith(IGNORED_SUFFIXES) or name == "lm_head.weight":
+            continue
+        if name.endswith(CONV1D_WEIGHTS):
+            tensor = tensor.t()
+        state[f"transformer.{name}"] = tensor.contiguous()
+    expected = GPT(config).state_dict().keys()
+    missing = sorted(set(expected) - state.keys() - {"lm_head.weight"})
+    if missing:
+        shown = ", ".join(name.removeprefix("transformer.") for name in missing[:4])
+        more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        raise MinigptError(f"{source} lacks weights {shown}{more}; is it a complete GPT-2 model.safetensors?")
+    unexpected = sorted(state.keys() - set(expected))
+    if unexpected:
+        raise MinigptError(f"{source} has weights GPT-2 does not: {', '.join(unexpected[:4])}")
+    state["lm_head.weight"] = state["transformer.wte.weight"]
+    return state
+
+
+def read_gpt2_dir(directory: Path) -> tuple[GPTConfig, dict[str, torch.Tensor], PretrainedTokenizer]:
+    from safetensors.torch import load_file
+
+    check_gpt2_dir(directory)
+    config_path = directory / "config.json"
+    try:
+        config = config_from_hf(json.loads(config_path.read_text(encoding="utf-8")), str(config_path))
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise MinigptError(f"{config_path} is not a GPT-2 config.json ({type(error).__name__}: {error})") from None
+    weights_path = directory / "model.safetensors"
+    try:
+        tensors = load_file(weights_path)
+    except Exception as error:  # safetensors raises its own SafetensorError for bad headers
+        raise MinigptError(f"{weights_path} is not a readable safetensors file ({error})") from None
+    state = state_dict_from_hf(tensors, config, str(weights_path))
+    tokenizer = PretrainedTokenizer.from_file(directory / "tokenizer.json")
+    if tokenizer.vocab_size > config.vocab_size:
+        raise MinigptError(
+            f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but the model only "
+            f"{config.vocab_size} embedding rows; the files come from different models"
+        )
+    return config, state, tokenizer
+
+
+def char_tokenizer_json(tokenizer: CharTokenizer) -> str:
+    """A Hugging Face tokenizer.json with minigpt's character ids: one token per character."""
+    from tokenizers import Regex, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer as HFTokenizer
+
+    vocab = {char: index for index, char in enumerate(tokenizer.chars)}
+    hf = HFTokenizer(models.WordLevel(vocab, unk_token=tokenizer.chars[0]))
+    hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    hf.decoder = decoders.Fuse()
+    return hf.to_str()
+
+
+def export_gpt2(model: GPT, tokenizer: Tokenizer, out: Path) -> None:
+    """Write `model` and `tokenizer` to `out` in the format GPT2LMHeadModel.from_pretrained reads."""
+    from safetensors.torch import save_file
+
+    if not isinstance(model, GPT):
+        raise MinigptError(f"only GPT checkpoints export to GPT-2 format, not {type(model).__name__}")
+    config = model.config
+    tensors: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight":  # tied to transformer.wte.weight, which is written
+            continue
+        if name.endswith(CONV1D_WEIGHTS):
+            tensor = tensor.t()
+        tensors[name] = tensor.detach().float().contiguous().clone()
+    if not config.bias:
+        # GPT-2 always has biases: zeros reproduce a bias-free model exactly.
+        for name, tensor in list(tensors.items()):
+            if name.endswith(".weight") and "wte" not in name and "wpe" not in name:
+                out_features = tensor.shape[-1] if name.endswith(CONV1D_WEIGHTS) else tensor.shape[0]
+                tensors[name.removesuffix(".weight") + ".bias"] = torch.zeros(out_features)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config_to_hf(config), indent=2) + "\n", encoding="utf-8")
+    if isinstance(tokenizer, HuggingFaceTokenizer):
+        tokenizer_json = json.dumps(tokenizer.backend_dict())
+    elif isinstance(tokenizer, CharTokenizer):
+        tokenizer_json = char_tokenizer_json(tokenizer)
+    else:
+        raise MinigptError(f"no tokenizer.json export for the {tokenizer.kind!r} tokenizer kind")
+    (out / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
