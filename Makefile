@@ -48,6 +48,7 @@ format: install
 bench: install
 	$(BIN)/python benchmarks/lightning_overhead.py
 	$(BIN)/python benchmarks/train_figures.py --config configs/pretrain-small.yaml
+	$(BIN)/python benchmarks/kv_cache.py --threads 1
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache benchmarks/out

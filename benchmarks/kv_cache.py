@@ -49,6 +49,7 @@ def main() -> None:
         for use_cache in (False, True):
             rate, outputs[use_cache] = timed(model, args.new_tokens, use_cache)
             rates[use_cache].append(rate)
+            print(f"  run: {'with' if use_cache else 'without'} cache {rate:.1f} tokens/s", flush=True)
         assert torch.equal(outputs[True], outputs[False]), "cached and uncached greedy outputs differ"
     without, with_cache = statistics.median(rates[False]), statistics.median(rates[True])
     print(f"{'':>14} {'tokens/s (median)':>18} {'runs':>30}")

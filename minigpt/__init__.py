@@ -2,7 +2,7 @@
 
 from minigpt.checkpoint import Checkpoint, load_checkpoint
 from minigpt.errors import MinigptError
-from minigpt.generation import generate, generate_text
+from minigpt.generation import Sampling, generate, generate_text, generate_texts, stream_text
 from minigpt.model import GPT, PRESETS, GPTConfig
 
 __all__ = [
@@ -11,7 +11,10 @@ __all__ = [
     "Checkpoint",
     "GPTConfig",
     "MinigptError",
+    "Sampling",
     "generate",
     "generate_text",
+    "generate_texts",
     "load_checkpoint",
+    "stream_text",
 ]

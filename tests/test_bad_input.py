@@ -33,6 +33,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "bad.yaml").write_text("model:\n  n_layers: 4\n")
     (root / "a_file").write_text("a file, not a folder")
     torch.save({"state_dict": {"weight": torch.zeros(2)}}, root / "foreign.ckpt")
+    good = '{"instruction": "Add.", "context": "", "response": "2", "category": "open_qa"}\n'
+    (root / "bad.jsonl").write_text(good * 3 + '{"instruction": "No response here."}\n' + good)
     main([*tiny_fit_args(corpus, max_steps=10), f"--trainer.default_root_dir={root}"])
     main(["tokenizer", "train", "--kind=char", f"--input={corpus}", f"--output={root / 'tok.json'}"])
     return root
@@ -40,6 +42,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def fit(workspace: Path, *extra: str, corpus: str = "corpus.txt") -> list[str]:
     return [*tiny_fit_args(workspace / corpus, max_steps=2), f"--trainer.default_root_dir={workspace}", *extra]
+
+
+def instruct(workspace: Path, records: str) -> list[str]:
+    args = fit(workspace, "--data=minigpt.data.InstructDataModule", f"--data.path={workspace / records}")
+    return [arg for arg in args if not arg.startswith(("--data.path=" + str(workspace / "corpus"), "--data.max_val"))]
 
 
 def last_checkpoint(workspace: Path) -> Path:
@@ -73,6 +80,7 @@ CASES: dict[str, tuple[Case, str]] = {
         lambda w: fit(w, f"--ckpt_path={last_checkpoint(w)}", corpus="other.txt"),
         "was trained with a char tokenizer of",
     ),
+    "fit, malformed instruction record": (lambda w: instruct(w, "bad.jsonl"), "line 4 has no 'response' field"),
     # tokenizer
     "tokenizer train, missing input": (
         lambda w: [
@@ -123,6 +131,37 @@ CASES: dict[str, tuple[Case, str]] = {
         "temperature must be 0 (greedy) or more",
     ),
     "generate, top_k 0": (lambda w: ["generate", f"--ckpt_path={last_checkpoint(w)}", "--top_k=0"], "top_k"),
+    "generate, top_p above 1": (
+        lambda w: ["generate", f"--ckpt_path={last_checkpoint(w)}", "--top_p=1.5"],
+        "top_p must be in (0, 1]",
+    ),
+    "generate, missing prompt file": (
+        lambda w: ["generate", f"--ckpt_path={last_checkpoint(w)}", f"--prompt_file={w / 'absent.txt'}"],
+        "--prompt_file",
+    ),
+    # chat
+    "chat, missing checkpoint": (lambda w: ["chat", f"--ckpt_path={w / 'gone.ckpt'}"], "gone.ckpt does not exist"),
+    "chat, truncated checkpoint": (
+        lambda w: ["chat", f"--ckpt_path={w / 'truncated.ckpt'}"],
+        "is not a readable checkpoint",
+    ),
+    "chat, negative temperature": (
+        lambda w: ["chat", f"--ckpt_path={last_checkpoint(w)}", "--temperature=-1"],
+        "temperature must be 0 (greedy) or more",
+    ),
+    # export
+    "export, missing checkpoint": (
+        lambda w: ["export", f"--ckpt_path={w / 'gone.ckpt'}", f"--out={w / 'hf'}"],
+        "gone.ckpt does not exist",
+    ),
+    "export, output is a file": (
+        lambda w: ["export", f"--ckpt_path={last_checkpoint(w)}", f"--out={w / 'a_file'}"],
+        "is a file; pass a directory",
+    ),
+    "export, foreign checkpoint": (
+        lambda w: ["export", f"--ckpt_path={w / 'foreign.ckpt'}", f"--out={w / 'hf'}"],
+        "is not a minigpt checkpoint",
+    ),
 }
 
 # LightningCLI reports configuration errors in its own words (usage plus an error line).
