@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from minigpt.callbacks import ThroughputLogger
+from minigpt.atomic_io import AtomicCheckpointIO
+from minigpt.callbacks import GracefulInterrupt, ThroughputLogger
 from minigpt.checkpoint import load_checkpoint, read_checkpoint
 from minigpt.data.text import TextDataModule
 from minigpt.errors import MinigptError
@@ -43,6 +49,17 @@ class MinigptCLI(LightningCLI):
             }
         )
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer_config = self.config_init.get(self.subcommand, self.config_init).get("trainer", {})
+        if not trainer_config.get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand, self.config)
+        root = config.get("trainer", {}).get("default_root_dir") or os.getcwd()
+        check_writable(Path(root), "trainer.default_root_dir")
+
     def parse_arguments(self, parser: LightningArgumentParser, args: Sequence[str] | None) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
@@ -53,21 +70,45 @@ class MinigptCLI(LightningCLI):
             read_checkpoint(ckpt_path)
 
 
+def check_writable(folder: Path, key: str) -> None:
+    """Fail before training, not at the first checkpoint, when logs cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise MinigptError(
+            f"{key}: cannot write run output to {folder} ({error.strerror or error}); "
+            "pass a writable folder with --trainer.default_root_dir"
+        ) from None
+
+
 def run_lightning_cli(args: Sequence[str] | None) -> None:
     """LightningCLI over `args`, or over sys.argv when None (it refuses to be given both)."""
     # Batches are built in-process by design (a numpy gather per step); more workers only add IPC.
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     # Lightning 2.6 on torch 2.13 warns about its own pytree use on every run.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    MinigptCLI(
+    interrupt = GracefulInterrupt()
+    cli = MinigptCLI(
         LanguageModel,
         TextDataModule,
         subclass_mode_data=True,
-        trainer_defaults={"callbacks": [ThroughputLogger()]},
+        trainer_defaults={"callbacks": [ThroughputLogger(), interrupt]},
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"description": "Train small GPTs. Sampling: minigpt generate --help"},
         args=None if args is None else list(args),
     )
+    if interrupt.signal is not None:
+        if interrupt.checkpoint_path is not None and cli.trainer.is_global_zero:
+            resume = " ".join(sys.argv[1:] if args is None else args)
+            print(
+                f"minigpt: stopped by {interrupt.signal.name} at step {cli.trainer.global_step}; "
+                f"checkpoint saved to {interrupt.checkpoint_path}\n"
+                f"minigpt: resume with: minigpt {resume} --ckpt_path {interrupt.checkpoint_path}",
+                file=sys.stderr,
+            )
+        sys.exit(128 + interrupt.signal)
 
 
 def generate_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ from minigpt.model import PRESETS
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
 IGNORE_INDEX = -100
+RNG_KEY = "minigpt_rng"
 
 
 def warmup_cosine(step: int, warmup_steps: int, decay_steps: int, min_ratio: float) -> float:
@@ -63,6 +64,7 @@ class LanguageModel(LightningModule):
         n_embd: Width of the residual stream.
         dropout: Dropout probability in training.
         bias: Biases in linear layers and LayerNorms.
+        gelu: "exact" (erf) or "tanh" (GPT-2's approximation; the gpt2 presets use it).
         learning_rate: Peak learning rate of AdamW.
         min_lr: Learning rate at the end of the cosine decay.
         weight_decay: AdamW weight decay, applied to matrices and embeddings only.
@@ -72,6 +74,8 @@ class LanguageModel(LightningModule):
         sample_prompt: Text sampled from at each validation and logged to TensorBoard.
         sample_tokens: Tokens in that sample.
         compile: Compile the network with torch.compile (worth it on GPUs).
+        on_nonfinite_loss: "stop" ends the run at a NaN/inf loss, before it reaches the weights,
+            keeping the checkpoints already written; "skip" drops that batch and goes on.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class LanguageModel(LightningModule):
         n_embd: int | None = None,
         dropout: float | None = None,
         bias: bool | None = None,
+        gelu: Literal["exact", "tanh"] | None = None,
         learning_rate: float = 1e-3,
         min_lr: float = 1e-4,
         weight_decay: float = 0.1,
@@ -94,6 +99,7 @@ class LanguageModel(LightningModule):
         sample_prompt: str = "\n",
         sample_tokens: int = 200,
         compile: bool = False,
+        on_nonfinite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -107,13 +113,16 @@ class LanguageModel(LightningModule):
             raise MinigptError(f"model.min_lr ({min_lr}) must not exceed model.learning_rate ({learning_rate})")
         self.arch = arch
         shape = dict(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
-        self.model = build_model(arch, self._architecture(arch, preset, {**shape, "dropout": dropout, "bias": bias}))
+        self.model = build_model(
+            arch, self._architecture(arch, preset, {**shape, "dropout": dropout, "bias": bias, "gelu": gelu})
+        )
         self.tokenizer: Tokenizer | None = None
         self.val_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
         self.val_nll = SumMetric()
         self.val_chars = SumMetric()
         self._char_lengths: torch.Tensor | None = None
         self._grad_norm: torch.Tensor | None = None
+        self.skipped_batches = 0
 
     @staticmethod
     def _architecture(arch: str, preset: str | None, given: dict[str, Any]) -> dict[str, Any]:
@@ -167,11 +176,26 @@ class LanguageModel(LightningModule):
             logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction=reduction
         )
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         inputs, targets = batch
         loss = self.loss(self(inputs), targets)
+        if not torch.isfinite(loss):
+            return self._nonfinite(loss)
         self.log("train/loss", loss, prog_bar=True)
         return loss
+
+    def _nonfinite(self, loss: torch.Tensor) -> None:
+        step = self.global_step + 1
+        if self.hparams.on_nonfinite_loss == "skip":
+            self.skipped_batches += 1
+            rank_zero_warn(f"loss is {loss.item()} at step {step}: batch skipped ({self.skipped_batches} so far)")
+            self.log("train/skipped_batches", float(self.skipped_batches))
+            return None  # Lightning then skips backward and the optimizer step
+        raise MinigptError(
+            f"loss is {loss.item()} at step {step}; the weights were not updated with it and the checkpoints "
+            "already written are intact: resume from last.ckpt with a lower model.learning_rate, or set "
+            "model.on_nonfinite_loss=skip"
+        )
 
     def configure_gradient_clipping(
         self,
@@ -249,15 +273,23 @@ class LanguageModel(LightningModule):
     # --- checkpoints -------------------------------------------------------------------------
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if METADATA_KEY not in checkpoint:
-            return
-        stored = tokenizer_from_json(checkpoint[METADATA_KEY]["tokenizer"])
-        datamodule = getattr(self._trainer, "datamodule", None)
-        if datamodule is not None and getattr(datamodule, "tokenizer", None) is not None:
-            check_same_tokenizer(stored, datamodule, getattr(self._trainer, "ckpt_path", None))
-        self.tokenizer = stored
+        if METADATA_KEY in checkpoint:
+            stored = tokenizer_from_json(checkpoint[METADATA_KEY]["tokenizer"])
+            datamodule = getattr(self._trainer, "datamodule", None)
+            if datamodule is not None and getattr(datamodule, "tokenizer", None) is not None:
+                check_same_tokenizer(stored, datamodule, getattr(self._trainer, "ckpt_path", None))
+            self.tokenizer = stored
+        # Lightning restores no random state; dropout after a resume must draw what it would have.
+        if RNG_KEY in checkpoint and self._trainer is not None:
+            torch.set_rng_state(checkpoint[RNG_KEY]["torch"])
+            if torch.cuda.is_available() and checkpoint[RNG_KEY].get("cuda"):
+                torch.cuda.set_rng_state_all(checkpoint[RNG_KEY]["cuda"])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.tokenizer is None:
             raise MinigptError("cannot save a checkpoint without a tokenizer: train with a minigpt data module")
         checkpoint[METADATA_KEY] = metadata(self.arch, self.model, self.tokenizer)
+        checkpoint[RNG_KEY] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }

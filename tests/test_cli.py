@@ -221,3 +221,15 @@ def test_tokenizer_compare_runs_end_to_end(corpus: Path, tmp_path: Path, minigpt
 def test_tokenizer_compare_bad_label(corpus: Path, minigpt) -> None:
     line = one_line_error(minigpt("tokenizer", "compare", f"--input={corpus}", "--tokenizers", "bpe:lots"))
     assert "'bpe:lots' should read KIND[:VOCAB_SIZE[:PATTERN]]" in line
+
+
+def test_fsdp_config_builds_block_wrapping_strategy(capsys: pytest.CaptureFixture) -> None:
+    from minigpt.model import Block
+    from minigpt.strategies import BlockFSDP
+
+    assert run_main(["fit", f"--config={REPO / 'configs/pretrain-gpt2-fsdp.yaml'}", "--print_config"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["trainer"]["strategy"]["class_path"] == "minigpt.strategies.BlockFSDP"
+    strategy = BlockFSDP(**config["trainer"]["strategy"]["init_args"])
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == {Block}
+    assert strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes == {Block}

@@ -31,8 +31,9 @@ def test_batches_are_a_function_of_seed_rank_and_step() -> None:
     dataset = RandomWindowBatches(TOKENS, block_size=8, batch_size=4, seed=0)
     torch.testing.assert_close(dataset.batch(5)[0], dataset.batch(5)[0])
     assert not torch.equal(dataset.batch(5)[0], dataset.batch(6)[0])
-    other_rank = RandomWindowBatches(TOKENS, block_size=8, batch_size=4, seed=0, rank=1)
-    assert not torch.equal(dataset.batch(5)[0], other_rank.batch(5)[0])
+    ranks = [RandomWindowBatches(TOKENS, block_size=8, batch_size=4, seed=0, rank=r, world_size=2) for r in (0, 1)]
+    first, second = (set(rank.batch(5)[0].flatten().tolist()) for rank in ranks)
+    assert max(first) < 500 <= min(second)  # each rank reads only its own half of the tokens
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
@@ -173,3 +174,20 @@ def test_real_tiny_shakespeare_from_the_data_dir(monkeypatch: pytest.MonkeyPatch
     assert data.vocab_size == 65
     assert (len(data.split("train")), len(data.split("val"))) == (1_003_854, 111_540)
     assert data.tokenizer.decode(data.split("train")[:14].tolist()) == "First Citizen:"
+
+
+def test_other_local_ranks_wait_for_rank_zero_to_build_the_cache(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    waiting = TextDataModule(path=str(corpus))
+    thread = threading.Thread(target=waiting.prepare)
+    thread.start()
+    thread.join(timeout=1.5)
+    assert thread.is_alive(), "rank 1 built the cache itself instead of waiting"
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    builder = TextDataModule(path=str(corpus))
+    builder.prepare()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    np.testing.assert_array_equal(waiting.split("train"), builder.split("train"))

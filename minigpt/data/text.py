@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from minigpt.data.cache import build_splits, cache_key, load_splits
+from minigpt.data.cache import build_splits, cache_key, load_splits, local_rank, wait_for_splits
 from minigpt.data.sources import KnownFile, cache_root, decode_text, resolve_file
 from minigpt.data.streaming import DecodeErrors, InMemoryText, TextSource, default_workers
 from minigpt.data.windows import EpochWindowBatches, RandomWindowBatches, SequentialWindows
@@ -116,6 +116,9 @@ class TextDataModule(LightningDataModule):
         parts = [part for name in sorted(sources) for part in (name, fingerprints[name])]
         folder = self.cache_dir / cache_key(*parts, tokenizer.to_json())
         splits = load_splits(folder)
+        if splits is None and local_rank() > 0:
+            # Under torchrun/SLURM all ranks start at once: one per machine tokenizes, the rest wait.
+            splits = wait_for_splits(folder)
         if splits is None:
             workers = self.tokenize_workers
             if workers is None:
@@ -167,6 +170,9 @@ class TextDataModule(LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            # A private generator: creating a loader iterator must not draw from torch's global
+            # one, or a resumed run's dropout would drift from the uninterrupted run's.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -174,17 +180,11 @@ class TextDataModule(LightningDataModule):
         # the very batch sequence it was interrupted in.
         trainer = self.trainer
         position = {"start_step": trainer.global_step, "rank": trainer.global_rank} if trainer else {}
-        if self.train_order == "epochs":
-            dataset = EpochWindowBatches(
-                self.split("train"),
-                self.block_size,
-                self.batch_size,
-                seed=self.seed,
-                world_size=trainer.world_size if trainer else 1,
-                **position,
-            )
-        else:
-            dataset = RandomWindowBatches(self.split("train"), self.block_size, self.batch_size, self.seed, **position)
+        world_size = trainer.world_size if trainer else 1
+        order = EpochWindowBatches if self.train_order == "epochs" else RandomWindowBatches
+        dataset = order(
+            self.split("train"), self.block_size, self.batch_size, seed=self.seed, world_size=world_size, **position
+        )
         return self._loader(dataset, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:

@@ -20,8 +20,9 @@ class RandomWindowBatches(IterableDataset):
     """An endless stream of batches of windows at random offsets.
 
     Batch number `step` is a pure function of (seed, rank, step), so a run resumed at step N sees
-    exactly the batches an uninterrupted run would, whatever the number of dataloader workers, and
-    data-parallel ranks draw different windows.
+    exactly the batches an uninterrupted run would, whatever the number of dataloader workers.
+    Under data parallelism each rank draws only from its own contiguous 1/world_size of the
+    tokens, so no two ranks ever train on the same window.
     """
 
     def __init__(
@@ -32,8 +33,16 @@ class RandomWindowBatches(IterableDataset):
         seed: int,
         start_step: int = 0,
         rank: int = 0,
+        world_size: int = 1,
     ) -> None:
-        self.tokens = tokens
+        shard = len(tokens) // world_size
+        if shard < block_size + 1:
+            raise MinigptError(
+                f"the training split has {len(tokens)} tokens: too few for {world_size} ranks to get "
+                f"{block_size + 1} each; use a longer text, fewer devices or a smaller data.block_size"
+            )
+        self.shard = (rank * shard, (rank + 1) * shard)  # token range this rank draws from
+        self.tokens = tokens[self.shard[0] : self.shard[1]]
         self.block_size = block_size
         self.batch_size = batch_size
         self.seed = seed

@@ -1,0 +1,178 @@
+"""Runs that survive: signals, kill -9, half-written checkpoints, non-finite losses, bad folders."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from conftest import tiny_fit_args
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from minigpt import atomic_io
+from minigpt.atomic_io import AtomicCheckpointIO
+from minigpt.cli import main
+from minigpt.data import TextDataModule
+from minigpt.errors import MinigptError
+from minigpt.module import LanguageModel
+
+
+def start_fit(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "minigpt", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for(path_glob: str, root: Path, process: subprocess.Popen, timeout: float = 120) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(root.glob(path_glob))
+        if found:
+            return found[0]
+        if process.poll() is not None:
+            raise AssertionError(f"run ended early: {process.stderr.read()}")
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"{path_glob} never appeared")
+
+
+def saved_step(checkpoint: Path) -> int:
+    return torch.load(checkpoint, weights_only=True)["global_step"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_a_checkpoint_and_says_how_to_resume(signum: int, corpus: Path, tmp_path: Path) -> None:
+    args = tiny_fit_args(corpus, max_steps=100_000, **{"trainer.val_check_interval": 100_000})
+    process = start_fit(args)
+    wait_for("lightning_logs/version_0/events.out.tfevents.*", tmp_path, process)
+    time.sleep(2)  # let it train a few steps
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert f"checkpoint saved to {last}" in stderr
+    assert f"--ckpt_path {last}" in stderr
+    assert not list(last.parent.glob("last-v*.ckpt"))
+    step = saved_step(last)
+    assert step > 0
+
+    main([*args, f"--trainer.max_steps={step + 3}", f"--ckpt_path={last}"])
+    resumed = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
+    assert saved_step(resumed) == step + 3
+
+
+def test_kill_9_loses_only_the_steps_since_the_last_checkpoint(corpus: Path, tmp_path: Path) -> None:
+    args = tiny_fit_args(corpus, max_steps=100_000, **{"trainer.val_check_interval": 5})
+    process = start_fit(args)
+    last = wait_for("lightning_logs/version_0/checkpoints/last.ckpt", tmp_path, process)
+    time.sleep(1)
+    process.kill()
+    process.communicate()
+    step = saved_step(last)  # loads: the file is whole even though the process died at any moment
+    assert step > 0 and step % 5 == 0
+    main([*args, f"--trainer.max_steps={step + 2}", f"--ckpt_path={last}"])
+    assert saved_step(tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt") == step + 2
+
+
+def test_a_crash_while_writing_leaves_the_previous_checkpoint_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    io = AtomicCheckpointIO()
+    target = tmp_path / "last.ckpt"
+    io.save_checkpoint({"global_step": 1, "weights": torch.ones(1000)}, target)
+
+    def crash_midway(obj: object, file: object) -> None:
+        file.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic_io.torch, "save", crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"global_step": 2, "weights": torch.zeros(1000)}, target)
+    assert torch.load(target, weights_only=True)["global_step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def nan_at_step(module: LanguageModel, bad_step: int) -> None:
+    forward = module.forward
+
+    def sometimes_nan(ids: torch.Tensor) -> torch.Tensor:
+        logits = forward(ids)
+        return logits * float("nan") if module.global_step + 1 == bad_step and module.training else logits
+
+    module.forward = sometimes_nan
+
+
+def trainer_for(tmp_path: Path, max_steps: int) -> L.Trainer:
+    return L.Trainer(
+        max_steps=max_steps,
+        val_check_interval=5,
+        limit_val_batches=2,
+        default_root_dir=tmp_path,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)],
+        plugins=[AtomicCheckpointIO()],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+def tiny_module(data: TextDataModule, **kwargs: object) -> LanguageModel:
+    torch.manual_seed(0)
+    shape = dict(n_layer=1, n_head=2, n_embd=16, sample_tokens=5)
+    return LanguageModel(vocab_size=data.vocab_size, block_size=data.block_size, **shape, **kwargs)
+
+
+def test_nonfinite_loss_stops_before_touching_the_weights(corpus: Path, tmp_path: Path) -> None:
+    data = TextDataModule(path=str(corpus), block_size=16, batch_size=4)
+    module = tiny_module(data)
+    nan_at_step(module, bad_step=7)
+    with pytest.raises(MinigptError, match="loss is nan at step 7; the weights were not updated") as error:
+        trainer_for(tmp_path, max_steps=20).fit(module, datamodule=data)
+    assert "\n" not in str(error.value)
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    assert saved_step(tmp_path / "ckpt" / "last.ckpt") == 5
+
+
+def test_nonfinite_loss_can_skip_the_batch(corpus: Path, tmp_path: Path) -> None:
+    data = TextDataModule(path=str(corpus), block_size=16, batch_size=4)
+    module = tiny_module(data, on_nonfinite_loss="skip")
+    nan_at_step(module, bad_step=7)
+    with pytest.warns(UserWarning, match="loss is nan at step 7: batch skipped"):
+        trainer_for(tmp_path, max_steps=12).fit(module, datamodule=data)
+    assert module.skipped_batches == 1
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_unwritable_log_folder_is_refused_before_training(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit) as exit:
+        main([*tiny_fit_args(corpus), f"--trainer.default_root_dir={blocker / 'runs'}"])
+    assert exit.value.code == 2
+    assert "trainer.default_root_dir: cannot write run output to" in capsys.readouterr().err
+    assert blocker.read_text() == "not a folder"
+
+
+def test_dropout_run_resumes_on_the_same_curve(corpus: Path, tmp_path: Path) -> None:
+    # Dropout draws from torch's generator: its state travels in the checkpoint.
+    full = tiny_fit_args(corpus, max_steps=20, **{"model.lr_decay_steps": 20, "model.dropout": 0.3})
+    main(full)
+    main([*full, "--trainer.max_steps=10"])
+    last = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
+    main([*full, f"--ckpt_path={last}"])
+    from test_training import scalars
+
+    uninterrupted = scalars(tmp_path / "lightning_logs" / "version_0", "train/loss")
+    resumed = scalars(tmp_path / "lightning_logs" / "version_2", "train/loss")
+    for step in range(11, 21):
+        assert resumed[step] == pytest.approx(uninterrupted[step], rel=1e-5), step
+    assert os.path.exists(last)
