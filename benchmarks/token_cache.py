@@ -101,6 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size_mb", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--kind", default="regex-bpe", choices=["regex-bpe", "bpe", "char"])
     parser.add_argument("--vocab_size", type=int, default=8192)
     parser.add_argument("--training_chars", type=int, default=20_000_000)
     parser.add_argument("--source", default=os.path.join(os.environ.get(DATA_DIR_ENV, "../shared/data"), "wikitext"))
@@ -111,7 +112,10 @@ def main() -> None:
         train_bytes = synthetic_corpus(Path(options.source), folder, options.size_mb)
         total_bytes = sum(path.stat().st_size for path in folder.iterdir())
         spec = TokenizerSpec(
-            kind="regex-bpe", pattern="gpt2", vocab_size=options.vocab_size, max_training_chars=options.training_chars
+            kind=options.kind,
+            pattern="gpt2",
+            vocab_size=None if options.kind == "char" else options.vocab_size,
+            max_training_chars=options.training_chars,
         )
         with PeakMemory() as training_memory:
             started = time.perf_counter()
@@ -127,7 +131,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; corpus {total_bytes / 1e6:.0f} MB")
     print(f"  (train split {train_bytes / 1e6:.0f} MB: wiki.valid.raw + wiki.test.raw repeated)")
     print(
-        f"tokenizer training (regex-bpe gpt2, {options.vocab_size} ids, first {options.training_chars / 1e6:.0f}M "
+        f"tokenizer training ({options.kind}, {tokenizer.vocab_size} ids, first {options.training_chars / 1e6:.0f}M "
         f"chars): {training_seconds:.1f} s, peak RSS {training_memory.peak_rss / 1024:.0f} MiB, "
         f"peak PSS {training_memory.peak_pss / 1024:.0f} MiB"
     )
