@@ -1,7 +1,8 @@
 """Worker processes that each hold a copy of one tokenizer, for tokenizing big corpora.
 
-Workers are started fresh (spawned) and import only this package, numpy and `tokenizers`, not
-torch or Lightning: they start in a moment and add little memory beside the training process.
+Workers are spawned, not forked: a fork would copy the training process's page tables (torch,
+Lightning, the model), so each worker would count all of that in its RSS and copy-on-write would
+slowly duplicate it; a spawned worker re-imports only what the launching script imports.
 """
 
 from __future__ import annotations
