@@ -24,6 +24,7 @@ from minigpt.tokenizers import Tokenizer
 from minigpt.tokenizers.pool import TokenizingPool
 
 CHUNK_BYTES = 1 << 18  # 256 KiB: encoding one costs a worker ~20 MB; 1 MiB cost ~140 MB
+WORKERS_FROM_BYTES = 16 << 20
 DecodeErrors = Literal["strict", "replace", "ignore"]
 
 
@@ -126,7 +127,7 @@ class InMemoryText(TextSource):
 
 def default_workers(total_size: int) -> int:
     """In-process for small corpora (starting workers costs more than it saves), else every core."""
-    return 0 if total_size < 16 * CHUNK_BYTES else min(os.cpu_count() or 1, 8)
+    return 0 if total_size < WORKERS_FROM_BYTES else min(os.cpu_count() or 1, 8)
 
 
 def encode_to_file(
