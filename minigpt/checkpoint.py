@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ import torch
 from torch import nn
 
 from minigpt.bigram import BigramConfig, BigramLM
+from minigpt.data.prompts import PromptStyle, style_by_name
 from minigpt.errors import MinigptError
+from minigpt.generation import Sampling, generate_texts, stream_text
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
@@ -36,8 +39,12 @@ def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
     return model_class(config_class.from_dict(config))
 
 
-def metadata(arch: str, model: nn.Module, tokenizer: Tokenizer) -> dict[str, Any]:
-    return {"arch": arch, "model_config": model.config.to_dict(), "tokenizer": tokenizer.to_json()}
+def metadata(arch: str, model: nn.Module, tokenizer: Tokenizer, prompt_style: str | None = None) -> dict[str, Any]:
+    """What a checkpoint needs to be used alone; `prompt_style` marks an instruction-tuned model."""
+    meta = {"arch": arch, "model_config": model.config.to_dict(), "tokenizer": tokenizer.to_json()}
+    if prompt_style is not None:
+        meta["prompt_style"] = prompt_style
+    return meta
 
 
 def read_checkpoint(path: str | Path, key: str = "--ckpt_path") -> dict[str, Any]:
@@ -66,6 +73,50 @@ class Checkpoint:
     tokenizer: Tokenizer
     arch: str
     path: Path
+    # The prompt style of instruction tuning (minigpt.data.prompts); None for a plain language model.
+    prompt_style: str | None = None
+
+    @property
+    def style(self) -> PromptStyle | None:
+        return (
+            None if self.prompt_style is None else style_by_name(self.prompt_style, key=f"prompt style in {self.path}")
+        )
+
+    def _prompt_and_stops(self, prompt: str, stop: Sequence[str], wrap: bool) -> tuple[str, list[str]]:
+        """The text the model continues: an instruction checkpoint's prompt in its saved style."""
+        if not prompt:
+            raise MinigptError("the prompt is empty; give at least one character")
+        style = self.style if wrap else None
+        if style is None:
+            return prompt, list(stop)
+        return style.format(prompt), [*stop, *style.stop_sequences]
+
+    def stream(
+        self,
+        prompt: str,
+        max_new_tokens: int = 256,
+        sampling: Sampling | None = None,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        wrap: bool = True,
+    ) -> Iterator[str]:
+        """The continuation of `prompt` (wrapped in the saved prompt style unless wrap=False), in pieces."""
+        text, stops = self._prompt_and_stops(prompt, stop, wrap)
+        return stream_text(self.model, self.tokenizer, text, max_new_tokens, sampling, stops, seed)
+
+    def generate(
+        self,
+        prompt: str,
+        max_new_tokens: int = 256,
+        sampling: Sampling | None = None,
+        stop: Sequence[str] = (),
+        num_samples: int = 1,
+        seed: int | None = None,
+        wrap: bool = True,
+    ) -> list[str]:
+        """`num_samples` continuations of `prompt`, wrapped as `stream` does."""
+        text, stops = self._prompt_and_stops(prompt, stop, wrap)
+        return generate_texts(self.model, self.tokenizer, text, max_new_tokens, sampling, stops, num_samples, seed)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
@@ -83,4 +134,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     except RuntimeError as error:
         raise MinigptError(f"--ckpt_path: {path} has weights that do not fit its own model config ({error})") from None
     tokenizer = tokenizer_from_json(meta["tokenizer"], source=f"tokenizer in {path}")
-    return Checkpoint(model=model.to(device).eval(), tokenizer=tokenizer, arch=meta["arch"], path=Path(path))
+    return Checkpoint(
+        model=model.to(device).eval(),
+        tokenizer=tokenizer,
+        arch=meta["arch"],
+        path=Path(path),
+        prompt_style=meta.get("prompt_style"),
+    )

@@ -1,27 +1,29 @@
-"""The `minigpt` command: LightningCLI's fit/validate/test, plus `generate` and `tokenizer`."""
+"""The `minigpt` command: LightningCLI's fit/validate/test, plus `generate`, `chat` and `tokenizer`."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from minigpt.atomic_io import AtomicCheckpointIO
 from minigpt.callbacks import GracefulInterrupt, ThroughputLogger
-from minigpt.checkpoint import load_checkpoint, read_checkpoint
-from minigpt.data.text import TextDataModule
+from minigpt.checkpoint import Checkpoint, load_checkpoint, read_checkpoint
+from minigpt.data.prompts import style_by_name
+from minigpt.data.sources import decode_text
 from minigpt.errors import MinigptError
-from minigpt.generation import check_sampling, generate_text
+from minigpt.generation import Sampling
 from minigpt.module import LanguageModel
 from minigpt.tokenizer_commands import run_tokenizer
 
@@ -49,6 +51,17 @@ class MinigptCLI(LightningCLI):
             }
         )
 
+    def instantiate_classes(self) -> None:
+        # jsonargparse wraps errors raised while building a class in its own ValueError;
+        # a MinigptError underneath is the message meant for the user.
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            cause = find_cause(error, MinigptError)
+            if cause is None:
+                raise
+            raise cause from None
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self.config_init.get(self.subcommand, self.config_init).get("trainer", {})
         if not trainer_config.get("plugins"):
@@ -68,6 +81,12 @@ class MinigptCLI(LightningCLI):
         # traceback on a missing or foreign file.
         if ckpt_path and ckpt_path not in ("last", "best", "hpc"):
             read_checkpoint(ckpt_path)
+
+
+def find_cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    while error is not None and not isinstance(error, kind):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def check_writable(folder: Path, key: str) -> None:
@@ -92,11 +111,12 @@ def run_lightning_cli(args: Sequence[str] | None) -> None:
     interrupt = GracefulInterrupt()
     cli = MinigptCLI(
         LanguageModel,
-        TextDataModule,
+        # Any data module with `vocab_size` and `block_size`: text windows or instruction records.
+        LightningDataModule,
         subclass_mode_data=True,
         trainer_defaults={"callbacks": [ThroughputLogger(), interrupt]},
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"description": "Train small GPTs. Sampling: minigpt generate --help"},
+        parser_kwargs={"description": "Train small GPTs. Sampling: minigpt generate --help, minigpt chat --help"},
         args=None if args is None else list(args),
     )
     if interrupt.signal is not None:
@@ -111,41 +131,138 @@ def run_lightning_cli(args: Sequence[str] | None) -> None:
         sys.exit(128 + interrupt.signal)
 
 
-def generate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minigpt generate", description="Sample text from a checkpoint.")
+def add_sampling_arguments(parser: argparse.ArgumentParser, max_new_tokens: int, temperature: float) -> None:
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by minigpt fit")
-    parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    parser.add_argument("--max_new_tokens", type=int, default=500)
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 picks the most likely token")
+    parser.add_argument("--max_new_tokens", type=int, default=max_new_tokens)
+    parser.add_argument("--temperature", type=float, default=temperature, help="0 picks the most likely token")
     parser.add_argument("--top_k", type=int, default=200, help="sample among the k most likely tokens")
+    parser.add_argument("--top_p", type=float, default=None, help="sample among the most likely tokens worth p")
+    parser.add_argument(
+        "--repetition_penalty", type=float, default=1.0, help="> 1 makes tokens already seen less likely"
+    )
+    parser.add_argument(
+        "--stop", action="append", default=[], metavar="TEXT", help="end the output before TEXT (repeatable)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="same seed, same text")
+    parser.add_argument(
+        "--prompt_style",
+        default=None,
+        help="wrap prompts in this style (alpaca, alpaca-short, plain); default: the checkpoint's, 'none' turns it off",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+
+
+def open_checkpoint(options: argparse.Namespace) -> tuple[Checkpoint, Sampling]:
+    """The checkpoint, with --prompt_style applied, and the sampling settings, all checked."""
+    sampling = Sampling(options.temperature, options.top_k, options.top_p, options.repetition_penalty)
+    if options.max_new_tokens < 0:
+        raise MinigptError(f"--max_new_tokens must be 0 or more, got {options.max_new_tokens}")
+    checkpoint = load_checkpoint(options.ckpt_path, device=options.device)
+    if options.prompt_style == "none":
+        checkpoint.prompt_style = None
+    elif options.prompt_style is not None:
+        style_by_name(options.prompt_style, key="--prompt_style")
+        checkpoint.prompt_style = options.prompt_style
+    return checkpoint, sampling
+
+
+@contextlib.contextmanager
+def warnings_as_notes() -> Iterator[None]:
+    """Python warnings (a prompt cut to fit the context) as one `minigpt: warning:` line each."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *_: print(f"minigpt: warning: {message}", file=sys.stderr)
+        yield
+
+
+def read_prompt(options: argparse.Namespace) -> str:
+    if options.prompt_file is None:
+        return options.prompt
+    if options.prompt_file == "-":
+        return sys.stdin.read()
+    path = Path(options.prompt_file)
+    if not path.is_file():
+        raise MinigptError(f"--prompt_file: {path} does not exist; pass a text file, or - to read stdin")
+    return decode_text(path.read_bytes(), path, key="--prompt_file")
+
+
+def generate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minigpt generate",
+        description="Sample text from a checkpoint, streamed to stdout. An instruction-tuned checkpoint wraps "
+        "the prompt in its prompt style and prints the response only.",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    source.add_argument("--prompt_file", default=None, metavar="FILE", help="read the prompt from FILE (- for stdin)")
+    parser.add_argument("--num_samples", type=int, default=1, help="samples to draw, printed one after another")
+    add_sampling_arguments(parser, max_new_tokens=500, temperature=0.8)
     return parser
 
 
 def run_generate(args: Sequence[str]) -> None:
     options = generate_parser().parse_args(args)
-    check_sampling(options.temperature, options.top_k)
-    if options.max_new_tokens < 0:
-        raise MinigptError(f"--max_new_tokens must be 0 or more, got {options.max_new_tokens}")
-    checkpoint = load_checkpoint(options.ckpt_path, device=options.device)
-    try:
-        checkpoint.tokenizer.encode(options.prompt)
-    except MinigptError as error:
-        raise MinigptError(f"--prompt: {error}") from None
-    text = generate_text(
-        checkpoint.model,
-        checkpoint.tokenizer,
-        options.prompt,
-        options.max_new_tokens,
-        temperature=options.temperature,
-        top_k=options.top_k,
-        seed=options.seed,
+    checkpoint, sampling = open_checkpoint(options)
+    prompt = read_prompt(options)
+    # A plain language model continues the prompt, so it is shown; a wrapped one is not.
+    echo = "" if checkpoint.style else prompt
+    with warnings_as_notes():
+        try:
+            if options.num_samples == 1:
+                print(echo, end="", flush=True)
+                for piece in checkpoint.stream(prompt, options.max_new_tokens, sampling, options.stop, options.seed):
+                    print(piece, end="", flush=True)
+                print()
+                return
+            samples = checkpoint.generate(
+                prompt, options.max_new_tokens, sampling, options.stop, options.num_samples, options.seed
+            )
+        except MinigptError as error:
+            raise MinigptError(f"--prompt: {error}") from None
+    print("\n---\n".join(echo + sample for sample in samples))
+
+
+def chat_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minigpt chat",
+        description="Answer prompts read from stdin, one per line (type or pipe them); each is answered on its own.",
     )
-    print(options.prompt + text)
+    add_sampling_arguments(parser, max_new_tokens=256, temperature=0.7)
+    return parser
 
 
-COMMANDS = {"generate": run_generate, "tokenizer": run_tokenizer}
+def run_chat(args: Sequence[str]) -> None:
+    options = chat_parser().parse_args(args)
+    checkpoint, sampling = open_checkpoint(options)
+    interactive = sys.stdin.isatty()
+    if checkpoint.style is None:
+        print(
+            f"minigpt: note: {checkpoint.path} has no prompt style (it was not instruction-tuned), "
+            "so chat continues each line as plain text",
+            file=sys.stderr,
+        )
+    if interactive:
+        print("minigpt chat: one prompt per line; Ctrl-D or /quit ends.", file=sys.stderr)
+    with warnings_as_notes():
+        while True:
+            if interactive:
+                print("> ", end="", file=sys.stderr, flush=True)
+            line = sys.stdin.readline()
+            if not line or line.strip() == "/quit":
+                return
+            prompt = line.rstrip("\n")
+            if not prompt.strip():
+                continue
+            try:
+                for piece in checkpoint.stream(prompt, options.max_new_tokens, sampling, options.stop, options.seed):
+                    print(piece, end="", flush=True)
+                print(flush=True)
+            except MinigptError as error:
+                # One bad line (say, an unknown character) should not end the conversation.
+                print(f"minigpt: error: {error}", file=sys.stderr)
+
+
+COMMANDS = {"generate": run_generate, "chat": run_chat, "tokenizer": run_tokenizer}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

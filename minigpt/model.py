@@ -67,6 +67,43 @@ PRESETS: dict[str, GPTConfig] = {
 }
 
 
+class LayerCache:
+    """Keys and values one attention layer has seen, preallocated for a whole block."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        self.keys = keys
+        self.values = values
+        self.length = 0
+
+    def extend(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new positions' keys and values; return all of them so far."""
+        end = self.length + keys.size(2)
+        self.keys[:, :, self.length : end] = keys
+        self.values[:, :, self.length : end] = values
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+
+class KVCache:
+    """Per-layer keys and values of the tokens fed so far, so each new token costs one position.
+
+    Positions are absolute (learned position embeddings), so a cache holds at most block_size
+    tokens and cannot slide: when the context must move, `reset()` it and feed the cropped
+    context again (minigpt.generation does exactly that).
+    """
+
+    def __init__(self, layers: list[LayerCache]) -> None:
+        self.layers = layers
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length
+
+    def reset(self) -> None:
+        for layer in self.layers:
+            layer.length = 0
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -77,12 +114,25 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
         batch, time, channels = x.shape
         q, k, v = self.c_attn(x).split(channels, dim=2)
         # (B, T, C) -> (B, heads, T, head_dim)
         q, k, v = (t.view(batch, time, self.n_head, -1).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        past = 0
+        if cache is not None:
+            past = cache.length
+            k, v = cache.extend(k, v)
+        dropout_p = self.dropout if self.training else 0.0
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+        elif time == 1:
+            # One new token may look at every cached position: no mask needed.
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        else:
+            # New token i sits at position past + i and sees positions 0 .. past + i.
+            mask = torch.ones(time, past + time, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         y = y.transpose(1, 2).contiguous().view(batch, time, channels)
         return self.resid_dropout(self.c_proj(y))
 
@@ -109,8 +159,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -157,15 +207,27 @@ class GPT(nn.Module):
         c = self.config
         return 6 * self.num_parameters() + 12 * c.n_layer * c.n_embd * c.block_size
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, T) to next-token logits (B, T, vocab_size)."""
+    def new_cache(self, batch_size: int) -> KVCache:
+        """An empty KV cache for `batch_size` sequences of up to block_size tokens."""
+        c = self.config
+        weight = self.transformer.wte.weight
+        shape = (batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
+        return KVCache([LayerCache(weight.new_zeros(shape), weight.new_zeros(shape)) for _ in range(c.n_layer)])
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Token ids (B, T) to next-token logits (B, T, vocab_size).
+
+        With a cache, `idx` holds only the tokens that follow the cached ones; their keys and
+        values are added to the cache.
+        """
         time = idx.size(1)
-        if time > self.config.block_size:
+        past = 0 if cache is None else cache.length
+        if past + time > self.config.block_size:
             raise MinigptError(
-                f"sequence of {time} tokens is longer than the model's block_size {self.config.block_size}"
+                f"sequence of {past + time} tokens is longer than the model's block_size {self.config.block_size}"
             )
-        positions = torch.arange(time, device=idx.device)
+        positions = torch.arange(past, past + time, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))
-        for block in self.transformer.h:
-            x = block(x)
+        for index, block in enumerate(self.transformer.h):
+            x = block(x, None if cache is None else cache.layers[index])
         return self.lm_head(self.transformer.ln_f(x))

@@ -15,12 +15,12 @@ from torchmetrics import SumMetric
 from torchmetrics.text import Perplexity
 
 from minigpt.checkpoint import ARCHITECTURES, METADATA_KEY, build_model, metadata
+from minigpt.data.instruct import IGNORE_INDEX
 from minigpt.errors import MinigptError
 from minigpt.generation import generate_text
 from minigpt.model import PRESETS
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
-IGNORE_INDEX = -100
 RNG_KEY = "minigpt_rng"
 
 
@@ -117,6 +117,8 @@ class LanguageModel(LightningModule):
             arch, self._architecture(arch, preset, {**shape, "dropout": dropout, "bias": bias, "gelu": gelu})
         )
         self.tokenizer: Tokenizer | None = None
+        # Set by instruction data modules (minigpt.data.prompts) and saved in checkpoints.
+        self.prompt_style: str | None = None
         self.val_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
         self.val_nll = SumMetric()
         self.val_chars = SumMetric()
@@ -139,6 +141,8 @@ class LanguageModel(LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and getattr(datamodule, "tokenizer", None) is not None:
             self.tokenizer = datamodule.tokenizer
+        if datamodule is not None and getattr(datamodule, "prompt_style", None) is not None:
+            self.prompt_style = datamodule.prompt_style
         if self.tokenizer is not None:
             lengths = torch.as_tensor(self.tokenizer.token_char_lengths(), dtype=torch.float64)
             self._char_lengths = lengths.to(self.device)
@@ -224,7 +228,7 @@ class LanguageModel(LightningModule):
         self.val_nll.update(self.loss(logits, targets, reduction="sum"))
         self.val_perplexity.update(logits.float(), targets)
         if self._char_lengths is not None:
-            self.val_chars.update(self._char_lengths[targets].sum())
+            self.val_chars.update(self._char_lengths[targets[targets != IGNORE_INDEX]].sum())
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch)
@@ -279,6 +283,7 @@ class LanguageModel(LightningModule):
             if datamodule is not None and getattr(datamodule, "tokenizer", None) is not None:
                 check_same_tokenizer(stored, datamodule, getattr(self._trainer, "ckpt_path", None))
             self.tokenizer = stored
+            self.prompt_style = checkpoint[METADATA_KEY].get("prompt_style")
         # Lightning restores no random state; dropout after a resume must draw what it would have.
         if RNG_KEY in checkpoint and self._trainer is not None:
             torch.set_rng_state(checkpoint[RNG_KEY]["torch"])
@@ -288,7 +293,7 @@ class LanguageModel(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.tokenizer is None:
             raise MinigptError("cannot save a checkpoint without a tokenizer: train with a minigpt data module")
-        checkpoint[METADATA_KEY] = metadata(self.arch, self.model, self.tokenizer)
+        checkpoint[METADATA_KEY] = metadata(self.arch, self.model, self.tokenizer, self.prompt_style)
         checkpoint[RNG_KEY] = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from conftest import REPO, tiny_fit_args
 from minigpt.cli import main
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+# Tests run in a temporary folder: a subprocess must be pointed at this checkout's package.
+CHECKOUT_ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def run_main(args: list[str]) -> int:
@@ -53,8 +56,10 @@ def checkpoint(corpus: Path, tmp_path: Path) -> Path:
 
 
 def minigpt_process(*args: str) -> subprocess.CompletedProcess:
-    """`python -m minigpt ARGS` in a fresh interpreter, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "minigpt", *args], capture_output=True, text=True, timeout=300)
+    """`python -m minigpt ARGS` in a fresh interpreter, as a user runs it (this checkout's code)."""
+    return subprocess.run(
+        [sys.executable, "-m", "minigpt", *args], capture_output=True, text=True, timeout=300, env=CHECKOUT_ENV
+    )
 
 
 @pytest.fixture
@@ -69,16 +74,6 @@ def minigpt(capsys: pytest.CaptureFixture):
     return run
 
 
-def test_generate_command_prints_seeded_text(checkpoint: Path) -> None:
-    args = ["generate", f"--ckpt_path={checkpoint}", "--prompt=ROMEO:", "--max_new_tokens=40", "--seed=1"]
-    first, second = minigpt_process(*args), minigpt_process(*args)
-    assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("ROMEO:")
-    assert len(first.stdout) == len("ROMEO:") + 40 + 1  # print adds a newline
-    assert first.stdout == second.stdout
-    assert minigpt_process(*args[:-1], "--seed=2").stdout != first.stdout
-
-
 def one_line_error(result: subprocess.CompletedProcess) -> str:
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("minigpt: error:")]
@@ -87,140 +82,14 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def test_prompt_outside_the_vocabulary_names_the_characters(checkpoint: Path, minigpt) -> None:
-    line = one_line_error(minigpt("generate", f"--ckpt_path={checkpoint}", "--prompt=ROMEO: ¿é?"))
-    assert "'¿é'" in line and "--prompt" in line
-
-
-@pytest.mark.parametrize("command", ["generate", "fit"])
-def test_missing_checkpoint(command: str, tmp_path: Path, minigpt) -> None:
-    args = ["--config", str(REPO / "configs/pretrain-small.yaml")] if command == "fit" else []
-    line = one_line_error(minigpt(command, *args, f"--ckpt_path={tmp_path / 'nope.ckpt'}"))
-    assert "nope.ckpt does not exist" in line
-
-
-@pytest.mark.parametrize("content", [b"not a checkpoint at all", b"PK\x03\x04truncated zip"])
-def test_file_that_is_not_a_checkpoint(content: bytes, tmp_path: Path, minigpt) -> None:
-    bogus = tmp_path / "bogus.ckpt"
-    bogus.write_bytes(content)
-    line = one_line_error(minigpt("generate", f"--ckpt_path={bogus}"))
-    assert "bogus.ckpt is not a readable checkpoint" in line
-
-
-def test_torch_file_that_is_not_a_minigpt_checkpoint(tmp_path: Path, minigpt) -> None:
-    import torch
-
-    foreign = tmp_path / "foreign.ckpt"
-    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
-    line = one_line_error(minigpt("generate", f"--ckpt_path={foreign}"))
-    assert "is not a minigpt checkpoint" in line
-
-
-def test_missing_corpus_via_fit(tmp_path: Path, minigpt) -> None:
-    line = one_line_error(minigpt(*tiny_fit_args(tmp_path / "absent.txt", max_steps=1)))
-    assert "absent.txt does not exist" in line
-
-
-def test_bad_sampling_values(checkpoint: Path, minigpt) -> None:
-    assert "temperature" in one_line_error(minigpt("generate", f"--ckpt_path={checkpoint}", "--temperature=-1"))
-    assert "top_k" in one_line_error(minigpt("generate", f"--ckpt_path={checkpoint}", "--top_k=0"))
-
-
-@pytest.mark.parametrize(
-    ("override", "expected"),
-    [("--model.no_such_key=3", "no_such_key"), ("--trainer.max_steps=lots", "max_steps")],
-)
-def test_unknown_key_or_wrong_type_is_reported(override: str, expected: str, minigpt) -> None:
-    result = minigpt("fit", f"--config={REPO / 'configs/pretrain-small.yaml'}", override)
-    assert result.returncode != 0
-    assert expected in result.stderr and "Traceback" not in result.stderr
-
-
-def test_impossible_model_shape_via_fit(corpus: Path, minigpt) -> None:
-    line = one_line_error(minigpt(*tiny_fit_args(corpus, max_steps=1, **{"model.n_head": 3})))
-    assert "model.n_embd (32) must be divisible by model.n_head (3)" in line
-
-
-BPE_FIT = {"data.tokenizer.kind": "regex-bpe", "data.tokenizer.vocab_size": 300, "model.sample_prompt": "ROMEO"}
-
-
-def test_bpe_tokenizer_from_the_config_lands_in_the_checkpoint(corpus: Path, tmp_path: Path, minigpt) -> None:
-    from minigpt import load_checkpoint
-
-    main(tiny_fit_args(corpus, max_steps=4, **BPE_FIT))
-    path = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    checkpoint = load_checkpoint(path)
-    assert checkpoint.tokenizer.kind == "regex-bpe" and checkpoint.tokenizer.vocab_size == 300
-    assert checkpoint.model.config.vocab_size == 300
-    result = minigpt("generate", f"--ckpt_path={path}", "--prompt=Ünïcode ROMEO", "--max_new_tokens=5", "--seed=1")
-    assert result.returncode == 0 and result.stdout.startswith("Ünïcode ROMEO")
-    # The same tokenizer, read back from the checkpoint, feeds a new run.
-    reuse = {"data.tokenizer.kind": "pretrained", "data.tokenizer.path": str(path), "model.sample_prompt": "ROMEO"}
-    assert run_main(tiny_fit_args(corpus, max_steps=2, **reuse)) == 0
-
-
-def test_checkpoint_tokenizer_must_match_the_explicit_one(corpus: Path, tmp_path: Path, minigpt) -> None:
-    main(tiny_fit_args(corpus, max_steps=4, **BPE_FIT))
-    path = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    other = {**BPE_FIT, "data.tokenizer.vocab_size": 320}
-    line = one_line_error(minigpt(*tiny_fit_args(corpus, max_steps=8, **other), f"--ckpt_path={path}"))
-    assert "regex-bpe tokenizer of 300 ids" in line and "data.tokenizer gives a regex-bpe tokenizer of 320 ids" in line
-
-
-def test_tokenizer_train_command_writes_a_usable_tokenizer(corpus: Path, tmp_path: Path, minigpt) -> None:
-    output = tmp_path / "tok.json"
-    args = ["--kind=regex-bpe", "--vocab_size=300", "--pattern=gpt2", f"--input={corpus}", f"--output={output}"]
-    result = minigpt("tokenizer", "train", *args)
-    assert result.returncode == 0, result.stderr
-    assert "300 ids" in result.stdout
-    from minigpt.tokenizers import load_tokenizer
-
-    tokenizer = load_tokenizer(str(output))
-    assert tokenizer.kind == "regex-bpe" and tokenizer.pattern == "gpt2"
-    assert tokenizer.decode(tokenizer.encode(corpus.read_text())) == corpus.read_text()
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--kind=bpe", "--vocab_size=100"], "vocab_size 100 is smaller than the byte alphabet"),
-        (["--kind=bpe", "--vocab_size=300", "--input=absent.txt"], "--input: absent.txt does not exist"),
-    ],
-)
-def test_tokenizer_train_bad_input(args: list[str], message: str, corpus: Path, minigpt) -> None:
-    full = [f"--input={corpus}", "--output=tok.json", *args]
-    assert message in one_line_error(minigpt("tokenizer", "train", *full))
-
-
-def test_tokenizer_train_reports_the_bad_byte(tmp_path: Path, minigpt) -> None:
-    bad = tmp_path / "bad.txt"
-    bad.write_bytes(b"good line\n" * 3 + b"caf\xe9\n")
-    line = one_line_error(minigpt("tokenizer", "train", "--kind=char", f"--input={bad}", "--output=tok.json"))
-    assert "bad byte 0xe9 at offset 33, line 4" in line
-
-
-def test_unknown_tokenizer_subcommand(minigpt) -> None:
-    assert "takes train or compare" in one_line_error(minigpt("tokenizer", "merge"))
-
-
-def test_tokenizer_compare_runs_end_to_end(corpus: Path, tmp_path: Path, minigpt) -> None:
-    args = ["--tokenizers", "char", "bpe:300", "regex-bpe:300:gpt2", "--steps=3", "--n_layer=1", "--n_embd=16"]
-    result = minigpt("tokenizer", "compare", f"--input={corpus}", f"--output={tmp_path / 'out'}", *args)
-    assert result.returncode == 0, result.stderr
-    table = (tmp_path / "out" / "comparison.md").read_text()
-    assert table.strip() in result.stdout
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [row.split(" | ")[0] for row in rows] == ["| char", "| bpe:300", "| regex-bpe:300:gpt2"]
-    for row in rows:
-        cells = [cell.strip() for cell in row.strip("|").split("|")]
-        assert cells[4] == "exact" and float(cells[5]) > 0
-    assert float(rows[0].split("|")[3]) == 1.0  # characters per token of the char tokenizer
-    assert {p.name for p in (tmp_path / "out" / "tensorboard").iterdir()} == {"char", "bpe-300", "regex-bpe-300-gpt2"}
-
-
-def test_tokenizer_compare_bad_label(corpus: Path, minigpt) -> None:
-    line = one_line_error(minigpt("tokenizer", "compare", f"--input={corpus}", "--tokenizers", "bpe:lots"))
-    assert "'bpe:lots' should read KIND[:VOCAB_SIZE[:PATTERN]]" in line
+def test_generate_command_prints_seeded_text(checkpoint: Path) -> None:
+    args = ["generate", f"--ckpt_path={checkpoint}", "--prompt=ROMEO:", "--max_new_tokens=40", "--seed=1"]
+    first, second = minigpt_process(*args), minigpt_process(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("ROMEO:")
+    assert len(first.stdout) == len("ROMEO:") + 40 + 1  # print adds a newline
+    assert first.stdout == second.stdout
+    assert minigpt_process(*args[:-1], "--seed=2").stdout != first.stdout
 
 
 def test_fsdp_config_builds_block_wrapping_strategy(capsys: pytest.CaptureFixture) -> None:
@@ -233,3 +102,146 @@ def test_fsdp_config_builds_block_wrapping_strategy(capsys: pytest.CaptureFixtur
     strategy = BlockFSDP(**config["trainer"]["strategy"]["init_args"])
     assert strategy.kwargs["auto_wrap_policy"]._module_classes == {Block}
     assert strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes == {Block}
+
+
+# --- instruction tuning, generate and chat ------------------------------------------------------
+
+DOLLY_FIXTURE = REPO / "tests" / "fixtures" / "dolly6.jsonl"
+
+
+def tiny_instruct_args(max_steps: int = 20) -> list[str]:
+    """A seconds-long instruction fit of a tiny GPT on six Dolly records."""
+    overrides = {
+        "data": "minigpt.data.InstructDataModule",
+        "data.path": str(DOLLY_FIXTURE),
+        "data.prompt_style": "alpaca-short",
+        "data.block_size": 512,
+        "data.batch_size": 4,
+        "data.val_fraction": 0.34,
+        "model.sample_prompt": "### Instruction:\n",
+    }
+    args = tiny_fit_args(Path("unused"), max_steps=max_steps, **overrides)
+    evaluation = [
+        "--trainer.callbacks+=minigpt.evaluation.InstructionEvaluation",
+        "--trainer.callbacks.max_new_tokens=8",
+    ]
+    return [arg for arg in args if not arg.startswith("--data.max_val_windows")] + evaluation
+
+
+@pytest.fixture
+def instruct_checkpoint(tmp_path: Path) -> Path:
+    assert run_main(tiny_instruct_args()) == 0
+    return tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+def test_instruct_fit_saves_its_prompt_style_and_learns(instruct_checkpoint: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from minigpt import load_checkpoint
+
+    checkpoint = load_checkpoint(instruct_checkpoint)
+    assert checkpoint.prompt_style == "alpaca-short" and checkpoint.style.name == "alpaca-short"
+    events = EventAccumulator(str(instruct_checkpoint.parents[1])).Reload()
+    losses = [event.value for event in events.Scalars("train/loss")]
+    assert losses[-1] < losses[0] - 1.0
+    assert {"val/perplexity", "val/rougeL", "train/tokens_per_sec"} <= set(events.Tags()["scalars"])
+    assert 0.0 <= events.Scalars("val/rougeL")[-1].value <= 1.0
+    assert "instruction_examples" in str(events.Tags()["tensors"])
+
+
+def test_validate_reports_response_loss(instruct_checkpoint: Path, minigpt) -> None:
+    args = ["validate", *tiny_instruct_args()[1:], f"--ckpt_path={instruct_checkpoint}"]
+    args = [a for a in args if not a.startswith(("--trainer.max_steps", "--trainer.val_check", "--trainer.check_val"))]
+    result = minigpt(*args)
+    assert result.returncode == 0, result.stderr
+    assert all(metric in result.stdout for metric in ("val/loss", "val/perplexity", "val/rougeL"))
+
+
+def test_generate_wraps_the_prompt_in_the_saved_style(instruct_checkpoint: Path, minigpt) -> None:
+    from minigpt import load_checkpoint
+    from minigpt.generation import Sampling
+
+    checkpoint = load_checkpoint(instruct_checkpoint)
+    greedy = Sampling(temperature=0)
+    question = "Why can camels survive for long without water?"
+    wrapped = checkpoint.generate(question, 30, greedy)[0]
+    assert wrapped == checkpoint.generate(f"### Instruction:\n{question}\n\n### Response:\n", 30, greedy, wrap=False)[0]
+    common = ["generate", f"--ckpt_path={instruct_checkpoint}", f"--prompt={question}", "--max_new_tokens=30"]
+    result = minigpt(*common, "--temperature=0")
+    assert result.returncode == 0 and result.stdout == wrapped + "\n"  # the response only
+    raw = minigpt(*common, "--temperature=0", "--prompt_style=none")
+    assert raw.stdout.startswith(question)  # a plain continuation echoes its prompt
+
+
+def test_chat_answers_piped_lines(instruct_checkpoint: Path) -> None:
+    lines = "What is a camel?\n\nName a fish.\n"
+    args = [sys.executable, "-m", "minigpt", "chat", f"--ckpt_path={instruct_checkpoint}", "--temperature=0"]
+    result = subprocess.run(
+        [*args, "--max_new_tokens=20"], input=lines, capture_output=True, text=True, timeout=300, env=CHECKOUT_ENV
+    )
+    assert result.returncode == 0, result.stderr
+    from minigpt import load_checkpoint
+    from minigpt.generation import Sampling
+
+    checkpoint = load_checkpoint(instruct_checkpoint)
+    expected = [checkpoint.generate(q, 20, Sampling(temperature=0))[0] for q in ("What is a camel?", "Name a fish.")]
+    assert result.stdout == "".join(answer + "\n" for answer in expected)  # the blank line is skipped
+    assert "note" not in result.stderr
+
+
+def test_chat_on_a_plain_checkpoint_completes_text_and_says_so(checkpoint: Path, minigpt, monkeypatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("ROMEO:\nJULIET: ¿\n"))
+    result = minigpt("chat", f"--ckpt_path={checkpoint}", "--max_new_tokens=10", "--seed=0")
+    assert result.returncode == 0
+    assert "was not instruction-tuned" in result.stderr and "plain text" in result.stderr
+    # The unknown character is reported for its line only; the first line was answered.
+    assert "outside the tokenizer's vocabulary: '¿'" in result.stderr
+    assert len(result.stdout.splitlines()[0]) <= 10
+
+
+def test_generate_streams_samples_and_reads_the_prompt_from_a_file(checkpoint: Path, tmp_path: Path, minigpt) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("JULIET:")
+    common = ["generate", f"--ckpt_path={checkpoint}", "--max_new_tokens=15", "--seed=3"]
+    from_file = minigpt(*common, f"--prompt_file={prompt}")
+    assert from_file.returncode == 0 and from_file.stdout == minigpt(*common, "--prompt=JULIET:").stdout
+    several = minigpt(*common, "--prompt=JULIET:", "--num_samples=3", "--top_p=0.9", "--repetition_penalty=1.3")
+    samples = several.stdout.rstrip("\n").split("\n---\n")
+    assert len(samples) == 3 and all(s.startswith("JULIET:") for s in samples)
+    stopped = minigpt(*common, "--prompt=JULIET:", "--temperature=0", "--stop=e")
+    assert "e" not in stopped.stdout[len("JULIET:") :]
+
+
+def test_generate_reads_the_prompt_from_stdin(checkpoint: Path) -> None:
+    args = ["generate", f"--ckpt_path={checkpoint}", "--prompt_file=-", "--max_new_tokens=5", "--temperature=0"]
+    result = subprocess.run(
+        [sys.executable, "-m", "minigpt", *args],
+        input="ROMEO:",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=CHECKOUT_ENV,
+    )
+    assert result.returncode == 0 and result.stdout.startswith("ROMEO:") and len(result.stdout) == 6 + 5 + 1
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--top_p=0", r"top_p must be in (0, 1]"),
+        ("--top_p=1.5", "top_p must be in"),
+        ("--prompt=", "the prompt is empty"),
+        ("--prompt_style=chatml", "--prompt_style: unknown prompt style 'chatml'"),
+        ("--prompt_file=nowhere.txt", "--prompt_file: nowhere.txt does not exist"),
+    ],
+)
+def test_bad_generate_input_is_one_line(checkpoint: Path, minigpt, flag: str, message: str) -> None:
+    assert message in one_line_error(minigpt("generate", f"--ckpt_path={checkpoint}", flag))
+
+
+def test_long_prompt_is_cut_with_a_warning(checkpoint: Path, minigpt) -> None:
+    result = minigpt("generate", f"--ckpt_path={checkpoint}", "--prompt=" + "ROMEO: " * 10, "--max_new_tokens=3")
+    assert result.returncode == 0
+    assert "minigpt: warning: the prompt has 70 tokens, more than the model's context of 32" in result.stderr

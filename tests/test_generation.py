@@ -4,7 +4,16 @@ import pytest
 import torch
 
 from minigpt.errors import MinigptError
-from minigpt.generation import generate, generate_text
+from minigpt.generation import (
+    Sampling,
+    StopScanner,
+    generate,
+    generate_text,
+    generate_texts,
+    next_token_probabilities,
+    penalize_repetition,
+    stream_text,
+)
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizers import CharTokenizer
 
@@ -61,3 +70,166 @@ def test_generate_text_returns_only_the_continuation(model: GPT) -> None:
 def test_bad_sampling_values_are_refused(model: GPT, kwargs: dict, message: str) -> None:
     with pytest.raises(MinigptError, match=message):
         generate(model, torch.zeros(1, 1, dtype=torch.long), 1, **kwargs)
+
+
+# --- KV cache ---------------------------------------------------------------------------------
+
+
+def test_cache_gives_the_logits_of_a_full_forward() -> None:
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=13, block_size=16, n_layer=2, n_head=2, n_embd=16)).eval()
+    ids = torch.randint(0, 13, (2, 12))
+    cache = model.new_cache(2)
+    # A 5-token prefill, one token, then a 3-token chunk (the masked path), then the rest.
+    pieces = [model(ids[:, a:b], cache) for a, b in ((0, 5), (5, 6), (6, 9), (9, 12))]
+    torch.testing.assert_close(torch.cat(pieces, dim=1), model(ids), atol=1e-5, rtol=1e-5)
+    assert cache.length == 12
+
+
+def test_cache_refuses_to_overflow_the_block() -> None:
+    model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4))
+    cache = model.new_cache(1)
+    model(torch.zeros(1, 3, dtype=torch.long), cache)
+    with pytest.raises(MinigptError, match="longer than the model's block_size 4"):
+        model(torch.zeros(1, 2, dtype=torch.long), cache)
+
+
+@pytest.mark.parametrize("window_shift", [None, 1, 3])
+def test_greedy_with_cache_equals_greedy_without(window_shift: int | None) -> None:
+    torch.manual_seed(1)
+    model = GPT(GPTConfig(vocab_size=29, block_size=12, n_layer=2, n_head=2, n_embd=24))
+    prompt = torch.randint(0, 29, (2, 5))
+    # 40 new tokens on a 12-token context: the window slides several times.
+    runs = [
+        generate(model, prompt, 40, temperature=0, use_cache=use_cache, window_shift=window_shift)
+        for use_cache in (True, False)
+    ]
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_window_shift_one_is_the_last_block_size_tokens_rule(model: GPT) -> None:
+    out = generate(model, torch.zeros(1, 1, dtype=torch.long), 20, temperature=0, window_shift=1)
+    for position in range(1, 21):
+        context = out[:, max(0, position - 8) : position]
+        assert out[0, position] == model(context)[0, -1].argmax()
+
+
+def test_bigram_model_generates_without_a_cache() -> None:
+    from minigpt.bigram import BigramConfig, BigramLM
+
+    model = BigramLM(BigramConfig(vocab_size=7))
+    out = generate(model, torch.zeros(1, 3, dtype=torch.long), 10, temperature=0)
+    assert out.shape == (1, 13)
+    for position in range(3, 13):
+        assert out[0, position] == model.table.weight[out[0, position - 1]].argmax()
+
+
+# --- sampling controls ------------------------------------------------------------------------
+
+
+def test_top_k_keeps_exactly_the_k_most_likely_tokens() -> None:
+    logits = torch.tensor([[1.0, 4.0, 2.0, 3.0, 0.0]])
+    probs = next_token_probabilities(logits, torch.zeros(1, 1, dtype=torch.long), Sampling(top_k=2))
+    expected = torch.softmax(torch.tensor([4.0, 3.0]), dim=0)
+    torch.testing.assert_close(probs[0], torch.tensor([0.0, expected[0], 0.0, expected[1], 0.0]))
+
+
+@pytest.mark.parametrize(
+    ("top_p", "expected"),
+    [
+        (0.5, [1.0, 0.0, 0.0, 0.0]),  # the top token alone reaches 0.5
+        (0.7, [0.625, 0.375, 0.0, 0.0]),  # 0.5 + 0.3 reaches 0.7, renormalised
+        (0.9, [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0.0]),
+        (1.0, [0.5, 0.3, 0.15, 0.05]),
+    ],
+)
+def test_top_p_keeps_the_smallest_set_reaching_p(top_p: float, expected: list[float]) -> None:
+    # Shuffled order: the filter must follow probability, not position.
+    probs = torch.tensor([0.15, 0.5, 0.05, 0.3])
+    order = [1, 3, 0, 2]
+    out = next_token_probabilities(probs.log()[None], torch.zeros(1, 1, dtype=torch.long), Sampling(top_p=top_p))
+    torch.testing.assert_close(out[0, order], torch.tensor(expected))
+
+
+def test_repetition_penalty_lowers_the_logits_of_seen_tokens() -> None:
+    logits = torch.tensor([[2.0, -1.0, 3.0, 0.5]])
+    history = torch.tensor([[0, 1, 0]])
+    out = penalize_repetition(logits, history, 2.0)
+    torch.testing.assert_close(out, torch.tensor([[1.0, -2.0, 3.0, 0.5]]))
+    probs = next_token_probabilities(logits, history, Sampling(repetition_penalty=2.0))
+    assert (probs[0, :2] < torch.softmax(logits, dim=-1)[0, :2]).all()
+    assert (probs[0, 2:] > torch.softmax(logits, dim=-1)[0, 2:]).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"repetition_penalty": 0.0}, "repetition_penalty"),
+    ],
+)
+def test_more_bad_sampling_values_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(MinigptError, match=message):
+        Sampling(**kwargs)
+
+
+# --- text: streaming, stop sequences, end-of-text, prompts -------------------------------------
+
+
+class CountingModel(torch.nn.Module):
+    """Always predicts (last token + 1) mod vocab: a model whose output is known in advance."""
+
+    def __init__(self, vocab_size: int, block_size: int = 64) -> None:
+        super().__init__()
+        self.config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=1, n_head=1, n_embd=4)
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot((idx + 1) % self.config.vocab_size, self.config.vocab_size).float() * 10
+
+
+LETTERS = CharTokenizer(list("abcdefghij"))
+
+
+def test_stop_sequence_ends_the_output_before_it() -> None:
+    model = CountingModel(10)
+    assert generate_text(model, LETTERS, "a", 12, temperature=0) == "bcdefghijabc"
+    assert generate_text(model, LETTERS, "a", 12, temperature=0, stop=["fg"]) == "bcde"
+    assert generate_text(model, LETTERS, "a", 12, temperature=0, stop=["zz", "jab", "d"]) == "bc"
+    # A stop that never completes holds nothing back at the end.
+    assert generate_text(model, LETTERS, "a", 5, temperature=0, stop=["fx"]) == "bcdef"
+
+
+def test_end_of_text_token_ends_the_output() -> None:
+    tokenizer = CharTokenizer(["\x03", *"abc"])
+    assert generate_text(CountingModel(4), tokenizer, "a", 10, temperature=0) == "bc"
+
+
+def test_streaming_yields_pieces_as_they_come(model: GPT) -> None:
+    tokenizer = CharTokenizer(list("abcdefghijk"))
+    pieces = list(stream_text(model, tokenizer, "abc", 15, Sampling(temperature=0.9), stop=["jj"], seed=3))
+    assert len(pieces) > 1
+    assert "".join(pieces) == generate_text(model, tokenizer, "abc", 15, temperature=0.9, seed=3, stop=["jj"])
+
+
+def test_num_samples_are_seeded_and_distinct(model: GPT) -> None:
+    tokenizer = CharTokenizer(list("abcdefghijk"))
+    first = generate_texts(model, tokenizer, "ab", 30, Sampling(temperature=1.5), num_samples=3, seed=4)
+    assert first == generate_texts(model, tokenizer, "ab", 30, Sampling(temperature=1.5), num_samples=3, seed=4)
+    assert len(set(first)) == 3 and all(len(text) == 30 for text in first)
+
+
+def test_prompt_longer_than_the_context_keeps_its_end_with_a_warning() -> None:
+    model = CountingModel(10, block_size=4)
+    with pytest.warns(UserWarning, match="the prompt has 7 tokens, more than the model's context of 4"):
+        assert generate_text(model, LETTERS, "abcdefg", 3, temperature=0) == "hij"
+
+
+def test_stop_scanner_holds_back_a_possible_stop_start() -> None:
+    scanner = StopScanner(["###"])
+    assert scanner.update("answer #") == "answer "
+    assert scanner.update("answer ##") == ""
+    assert scanner.update("answer ##!") == "##!"
+    assert scanner.update("answer ##! ###x") == " "
+    assert scanner.stopped

@@ -12,12 +12,13 @@ from minigpt.tokenizers.base import (
     Tokenizer,
     tokenizer_from_json,
 )
-from minigpt.tokenizers.char import CharTokenizer
+from minigpt.tokenizers.char import END_OF_TEXT_CHAR, CharTokenizer, end_of_text_id
 from minigpt.tokenizers.huggingface import SPLIT_PATTERNS, BPETokenizer, PretrainedTokenizer
 from minigpt.tokenizers.spec import TokenizerSpec, load_tokenizer
 
 __all__ = [
     "END_OF_TEXT",
+    "END_OF_TEXT_CHAR",
     "PADDING",
     "SPLIT_PATTERNS",
     "TOKENIZER_KINDS",
@@ -26,6 +27,7 @@ __all__ = [
     "PretrainedTokenizer",
     "Tokenizer",
     "TokenizerSpec",
+    "end_of_text_id",
     "load_tokenizer",
     "tokenizer_from_json",
 ]

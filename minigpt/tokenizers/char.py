@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from minigpt.errors import MinigptError
-from minigpt.tokenizers.base import SPECIAL_TOKENS, register
+from minigpt.tokenizers.base import SPECIAL_TOKENS, Tokenizer, register
 
 
 @register
@@ -85,3 +85,19 @@ class CharTokenizer:
     @classmethod
     def from_dict(cls, data: dict) -> CharTokenizer:
         return cls(data["chars"], bool(data.get("special_tokens", False)))
+
+
+# ASCII's own "end of text" control character: a character tokenizer without special tokens
+# that holds it (the instruction data module adds it) uses it to mark where a response ends.
+END_OF_TEXT_CHAR = "\x03"
+
+
+def end_of_text_id(tokenizer: Tokenizer) -> int | None:
+    """The id that ends a document: the tokenizer's `eot_id` when it has one, else the id of
+    END_OF_TEXT_CHAR in a character vocabulary, else None (generation then stops only on
+    max_new_tokens or a stop sequence)."""
+    if tokenizer.eot_id is not None:
+        return tokenizer.eot_id
+    if isinstance(tokenizer, CharTokenizer) and not tokenizer.unknown_characters(END_OF_TEXT_CHAR):
+        return tokenizer.encode(END_OF_TEXT_CHAR)[0]
+    return None

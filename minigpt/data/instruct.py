@@ -1,0 +1,355 @@
+"""Instruction tuning data: JSONL records of instruction, context and response, as padded batches.
+
+Each record becomes `prompt + response + end-of-text`, where the prompt is the record's
+instruction and context wrapped in a prompt style (minigpt.data.prompts). The model reads the
+sequence without its last token and is scored on predicting the next one; label -100 marks
+positions that are not scored (the prompt, when `mask_prompt` is on, and padding).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader
+
+from minigpt.data.prompts import PromptStyle, style_by_name
+from minigpt.data.sources import KnownFile, decode_text, resolve_file
+from minigpt.errors import MinigptError
+from minigpt.tokenizers import END_OF_TEXT_CHAR, CharTokenizer, Tokenizer, end_of_text_id
+
+# Labels that are not scored: cross_entropy's default ignore_index, which LanguageModel.loss uses.
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class InstructionRecord:
+    instruction: str
+    context: str
+    response: str
+    category: str | None
+    line: int
+
+
+@dataclass(frozen=True)
+class RecordFields:
+    """Where each part of a record lives; dotted paths reach into nested values (`instances.0.input`)."""
+
+    instruction: str = "instruction"
+    context: str | None = "context"
+    response: str = "response"
+    category: str | None = "category"
+
+
+class MalformedRecord(ValueError):
+    pass
+
+
+def _lookup(record: Any, path: str, required: bool) -> str | None:
+    value = record
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif required:
+            raise MalformedRecord(f"has no {path!r} field")
+        else:
+            return None
+    if not isinstance(value, str):
+        raise MalformedRecord(f"field {path!r} is {type(value).__name__}, expected a string")
+    return value
+
+
+def parse_record(line: str, number: int, fields: RecordFields) -> InstructionRecord:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise MalformedRecord(f"is not valid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(record, dict):
+        raise MalformedRecord(f"is a JSON {type(record).__name__}, expected an object")
+    return InstructionRecord(
+        instruction=_lookup(record, fields.instruction, required=True),
+        context=(_lookup(record, fields.context, required=False) or "") if fields.context else "",
+        response=_lookup(record, fields.response, required=True),
+        category=_lookup(record, fields.category, required=False) if fields.category else None,
+        line=number,
+    )
+
+
+def read_records(path: Path, fields: RecordFields, skip_malformed: bool) -> tuple[list[InstructionRecord], int]:
+    """The file's records and how many malformed ones were skipped (only when asked to skip)."""
+    text = decode_text(path.read_bytes(), path)
+    records, skipped, first_problem = [], 0, ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(parse_record(line, number, fields))
+        except MalformedRecord as problem:
+            if not skip_malformed:
+                raise MinigptError(
+                    f"data.path: {path} line {number} {problem}; fix or remove that record, "
+                    "or set data.skip_malformed=true to skip malformed records"
+                ) from None
+            skipped += 1
+            first_problem = first_problem or f"line {number} {problem}"
+    if skipped:
+        rank_zero_warn(f"skipped {skipped} malformed records of {path} (first: {first_problem})")
+    if not records:
+        raise MinigptError(f"data.path: {path} has no instruction records; give a JSONL file with one object per line")
+    return records, skipped
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training sequence: model inputs and next-token labels of the same length."""
+
+    inputs: list[int]
+    labels: list[int]
+
+
+def encode_example(
+    record: InstructionRecord,
+    tokenizer: Tokenizer,
+    style: PromptStyle,
+    block_size: int,
+    mask_prompt: bool,
+    source: Path,
+) -> Example | None:
+    """The record as inputs and labels, or None when its prompt alone fills the block.
+
+    Truncation rule: a sequence longer than block_size + 1 tokens loses its end (the tail of the
+    response and its end-of-text), so the prompt is always seen whole.
+    """
+    try:
+        prompt = tokenizer.encode(style.format(record.instruction, record.context))
+        response = tokenizer.encode(record.response)
+    except MinigptError as error:
+        raise MinigptError(f"data.path: {source} line {record.line}: {error}") from None
+    eot = end_of_text_id(tokenizer)
+    sequence = (prompt + response + ([] if eot is None else [eot]))[: block_size + 1]
+    if len(prompt) >= len(sequence):
+        return None
+    labels = sequence[1:]
+    if mask_prompt:
+        # Label i is token i + 1: the first response token is label len(prompt) - 1.
+        labels = [IGNORE_INDEX] * (len(prompt) - 1) + labels[len(prompt) - 1 :]
+    return Example(inputs=sequence[:-1], labels=labels)
+
+
+def pad_batch(examples: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest example of the batch; padded labels are not scored."""
+    longest = max(len(example.inputs) for example in examples)
+    inputs = torch.full((len(examples), longest), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), longest), IGNORE_INDEX, dtype=torch.long)
+    for row, example in enumerate(examples):
+        inputs[row, : len(example.inputs)] = torch.tensor(example.inputs)
+        labels[row, : len(example.labels)] = torch.tensor(example.labels)
+    return inputs, labels
+
+
+class InstructDataModule(LightningDataModule):
+    """Instruction tuning on any JSONL file of instruction / context / response records.
+
+    The records are shuffled with `seed`, optionally filtered by category and capped at
+    `max_records`, and split into train and validation. Validation always scores response tokens
+    only, so `validate` reports the response loss and perplexity whatever `mask_prompt` says.
+
+    Args:
+        path: The JSONL file. Dolly finds its own (see minigpt.data.Dolly).
+        block_size: Longest sequence in tokens; longer ones lose the end of their response.
+        batch_size: Sequences per batch, padded to the longest of the batch.
+        prompt_style: How instruction and context are wrapped: alpaca, alpaca-short or plain.
+            Saved in checkpoints, so generate and chat wrap prompts the same way.
+        mask_prompt: Train on response tokens only (prompt labels set to the ignore index -100).
+        val_fraction: Share of the records held out for validation.
+        categories: Keep only records of these categories (all when unset).
+        max_records: Use at most this many records, taken after shuffling.
+        skip_malformed: Skip and count malformed records instead of stopping at the first.
+        instruction_field: Field holding the instruction (dotted paths reach nested values).
+        context_field: Field holding optional context; null when the records have none.
+        response_field: Field holding the response.
+        category_field: Field holding the category; null when the records have none.
+        seed: Seed of the shuffle, the split and the training order.
+        num_workers: Dataloader worker processes.
+    """
+
+    known_file: ClassVar[KnownFile | None] = None
+
+    def __init__(
+        self,
+        path: str | None = None,
+        block_size: int = 256,
+        batch_size: int = 16,
+        prompt_style: str = "alpaca",
+        mask_prompt: bool = True,
+        val_fraction: float = 0.05,
+        categories: list[str] | None = None,
+        max_records: int | None = None,
+        skip_malformed: bool = False,
+        instruction_field: str = "instruction",
+        context_field: str | None = "context",
+        response_field: str = "response",
+        category_field: str | None = "category",
+        seed: int = 1337,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("block_size", block_size), ("batch_size", batch_size)):
+            if value <= 0:
+                raise MinigptError(f"data.{name} must be a positive integer, got {value}")
+        if not 0.0 < val_fraction < 1.0:
+            raise MinigptError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
+        if max_records is not None and max_records < 2:
+            raise MinigptError(
+                f"data.max_records must be at least 2 (one to train, one to validate), got {max_records}"
+            )
+        self.style = style_by_name(prompt_style)
+        self.path = path
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.prompt_style = prompt_style
+        self.mask_prompt = mask_prompt
+        self.val_fraction = val_fraction
+        self.categories = categories
+        self.max_records = max_records
+        self.skip_malformed = skip_malformed
+        self.fields = RecordFields(instruction_field, context_field, response_field, category_field)
+        self.seed = seed
+        self.num_workers = num_workers
+        self.tokenizer: Tokenizer | None = None
+        self._examples: dict[str, list[Example]] | None = None
+        self.skipped_records = 0
+        self.dropped_records = 0
+        # Held-out records that fit the block, for generation-based evaluation.
+        self.val_records: list[InstructionRecord] = []
+
+    @property
+    def vocab_size(self) -> int:
+        self.prepare()
+        assert self.tokenizer is not None
+        return self.tokenizer.vocab_size
+
+    def _select(self, records: list[InstructionRecord], path: Path) -> list[InstructionRecord]:
+        random.Random(self.seed).shuffle(records)
+        if self.categories:
+            wanted = set(self.categories)
+            present = sorted({r.category for r in records if r.category is not None})
+            records = [r for r in records if r.category in wanted]
+            if not records:
+                raise MinigptError(
+                    f"data.categories: no record of {path} has category {', '.join(sorted(wanted))}; "
+                    f"its categories are {', '.join(present) or 'none'}"
+                )
+        if self.max_records is not None:
+            records = records[: self.max_records]
+        if len(records) < 2:
+            raise MinigptError(f"data.path: {path} gives {len(records)} record; at least 2 are needed")
+        return records
+
+    def prepare(self) -> None:
+        """Read, select, split and tokenize the records; cheap once done."""
+        if self._examples is not None:
+            return
+        path = resolve_file(self.path, self.known_file)
+        records, self.skipped_records = read_records(path, self.fields, self.skip_malformed)
+        records = self._select(records, path)
+        if self.tokenizer is None:
+            # A character vocabulary of every record (so validation meets no unknown character)
+            # plus ASCII's end-of-text character to end each response.
+            text = "".join(r.instruction + r.context + r.response for r in records)
+            styles = self.style.with_context + self.style.without_context
+            self.tokenizer = CharTokenizer.train(text + styles + END_OF_TEXT_CHAR)
+        if end_of_text_id(self.tokenizer) is None:
+            rank_zero_warn(
+                "the tokenizer has no end-of-text token: responses are not taught to stop, so generation "
+                "ends only at max_new_tokens or a stop sequence"
+            )
+        n_val = max(1, round(len(records) * self.val_fraction))
+        splits = {"val": records[:n_val], "train": records[n_val:]}
+        self._examples = {}
+        self.dropped_records = 0
+        for split, chosen in splits.items():
+            examples = []
+            for record in chosen:
+                example = encode_example(
+                    record, self.tokenizer, self.style, self.block_size, self.mask_prompt or split == "val", path
+                )
+                if example is None:
+                    self.dropped_records += 1
+                    continue
+                examples.append(example)
+                if split == "val":
+                    self.val_records.append(record)
+            if not examples:
+                raise MinigptError(
+                    f"data.path: no {split} record of {path} fits data.block_size {self.block_size} with room "
+                    "for a response; raise data.block_size or use a shorter prompt style"
+                )
+            self._examples[split] = examples
+        if self.dropped_records:
+            rank_zero_warn(
+                f"{self.dropped_records} records of {path} were left out: their prompt alone fills "
+                f"data.block_size {self.block_size}"
+            )
+
+    def prepare_data(self) -> None:
+        self.prepare()
+
+    def setup(self, stage: str) -> None:
+        self.prepare()
+
+    def examples(self, split: str) -> list[Example]:
+        self.prepare()
+        assert self._examples is not None
+        return self._examples[split]
+
+    def _pad_id(self) -> int:
+        # Padding is never scored and sits after the tokens that matter: any id will do.
+        assert self.tokenizer is not None
+        pad = getattr(self.tokenizer, "pad_id", None)
+        return pad if pad is not None else (end_of_text_id(self.tokenizer) or 0)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.examples(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            collate_fn=functools.partial(pad_batch, pad_id=self._pad_id()),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+
+class Dolly(InstructDataModule):
+    """Databricks Dolly-15k: 15,011 human-written instruction records in eight categories.
+
+    Found at `data.path`, else `$MINIGPT_DATA_DIR/dolly/databricks-dolly-15k.jsonl`, else the
+    cache (`~/.cache/minigpt/dolly/databricks-dolly-15k.jsonl`), else downloaded there from the
+    Hugging Face hub dataset `databricks/databricks-dolly-15k` and checked by sha256.
+    """
+
+    known_file = KnownFile(
+        name="dolly",
+        filename="databricks-dolly-15k.jsonl",
+        url="https://huggingface.co/datasets/databricks/databricks-dolly-15k/resolve/main/databricks-dolly-15k.jsonl",
+        sha256="2df9083338b4abd6bceb5635764dab5d833b393b55759dffb0959b6fcbf794ec",
+    )

@@ -1,0 +1,165 @@
+"""Every user-facing command, fed bad input: one clear line, a non-zero exit, nothing lost.
+
+Each case runs `minigpt ...` in a workspace that already holds a finished run (its logs and
+checkpoints), the corpus and a trained tokenizer file; afterwards every one of those files must
+be byte-for-byte what it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, tiny_fit_args
+
+from minigpt.cli import main
+
+Case = Callable[[Path], list[str]]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("workspace")
+    corpus = root / "corpus.txt"
+    corpus.write_text("ROMEO:\nBut soft, what light through yonder window breaks?\n\n" * 150)
+    other = root / "other.txt"
+    other.write_text("0123456789 +-*/=\n" * 600)  # a different alphabet: another vocabulary
+    (root / "empty.txt").write_text("")
+    (root / "binary.txt").write_bytes(bytes(range(256)) * 40)
+    (root / "truncated.ckpt").write_bytes(b"PK\x03\x04" + b"\x00" * 64)
+    (root / "bad.yaml").write_text("model:\n  n_layers: 4\n")
+    (root / "a_file").write_text("a file, not a folder")
+    torch.save({"state_dict": {"weight": torch.zeros(2)}}, root / "foreign.ckpt")
+    main([*tiny_fit_args(corpus, max_steps=10), f"--trainer.default_root_dir={root}"])
+    main(["tokenizer", "train", "--kind=char", f"--input={corpus}", f"--output={root / 'tok.json'}"])
+    return root
+
+
+def fit(workspace: Path, *extra: str, corpus: str = "corpus.txt") -> list[str]:
+    return [*tiny_fit_args(workspace / corpus, max_steps=2), f"--trainer.default_root_dir={workspace}", *extra]
+
+
+def last_checkpoint(workspace: Path) -> Path:
+    return workspace / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+CASES: dict[str, tuple[Case, str]] = {
+    # fit: data
+    "fit, missing corpus": (lambda w: fit(w, corpus="absent.txt"), "absent.txt does not exist"),
+    "fit, empty corpus": (lambda w: fit(w, corpus="empty.txt"), "empty.txt is empty"),
+    "fit, binary corpus": (lambda w: fit(w, corpus="binary.txt"), "is not UTF-8 text (bad byte 0x80 at offset 128"),
+    "fit, folder as corpus": (lambda w: fit(w, f"--data.path={w}"), "is not a file"),
+    "fit, corpus shorter than a window": (lambda w: fit(w, "--data.block_size=100000"), "fewer than block_size + 1"),
+    # fit: configuration
+    "fit, unknown YAML key": (lambda w: fit(w, f"--config={w / 'bad.yaml'}"), "n_layers"),
+    "fit, wrong type": (lambda w: fit(w, "--trainer.max_steps=lots"), "max_steps"),
+    "fit, missing config file": (lambda w: fit(w, f"--config={w / 'nope.yaml'}"), "nope.yaml"),
+    "fit, n_embd not divisible by n_head": (lambda w: fit(w, "--model.n_head=3"), "must be divisible by model.n_head"),
+    "fit, block_size 0": (lambda w: fit(w, "--data.block_size=0"), "data.block_size must be a positive integer"),
+    "fit, unwritable log folder": (
+        lambda w: fit(w, f"--trainer.default_root_dir={w / 'a_file' / 'runs'}"),
+        "cannot write run output",
+    ),
+    # fit: checkpoints
+    "fit, missing checkpoint": (lambda w: fit(w, f"--ckpt_path={w / 'gone.ckpt'}"), "gone.ckpt does not exist"),
+    "fit, truncated checkpoint": (
+        lambda w: fit(w, f"--ckpt_path={w / 'truncated.ckpt'}"),
+        "is not a readable checkpoint",
+    ),
+    "fit, checkpoint of another vocabulary": (
+        lambda w: fit(w, f"--ckpt_path={last_checkpoint(w)}", corpus="other.txt"),
+        "was trained with a char tokenizer of",
+    ),
+    # tokenizer
+    "tokenizer train, missing input": (
+        lambda w: [
+            "tokenizer",
+            "train",
+            "--kind=bpe",
+            "--vocab_size=300",
+            f"--input={w / 'absent.txt'}",
+            f"--output={w / 'new.json'}",
+        ],
+        "absent.txt does not exist",
+    ),
+    "tokenizer train, vocabulary below the byte alphabet": (
+        lambda w: [
+            "tokenizer",
+            "train",
+            "--kind=bpe",
+            "--vocab_size=100",
+            f"--input={w / 'corpus.txt'}",
+            f"--output={w / 'tok.json'}",
+        ],
+        "smaller than the byte alphabet",
+    ),
+    "tokenizer train, binary input": (
+        lambda w: ["tokenizer", "train", "--kind=char", f"--input={w / 'binary.txt'}", f"--output={w / 'tok.json'}"],
+        "not UTF-8",
+    ),
+    # generate
+    "generate, missing checkpoint": (lambda w: ["generate", f"--ckpt_path={w / 'gone.ckpt'}"], "does not exist"),
+    "generate, truncated checkpoint": (
+        lambda w: ["generate", f"--ckpt_path={w / 'truncated.ckpt'}"],
+        "is not a readable checkpoint",
+    ),
+    "generate, a torch file not written by minigpt": (
+        lambda w: ["generate", f"--ckpt_path={w / 'foreign.ckpt'}"],
+        "is not a minigpt checkpoint",
+    ),
+    "generate, a YAML file as checkpoint": (
+        lambda w: ["generate", f"--ckpt_path={w / 'bad.yaml'}"],
+        "is not a readable checkpoint",
+    ),
+    "generate, prompt outside the vocabulary": (
+        lambda w: ["generate", f"--ckpt_path={last_checkpoint(w)}", "--prompt=ROMEO: ¿é?"],
+        "outside the tokenizer's vocabulary: '¿é'",
+    ),
+    "generate, negative temperature": (
+        lambda w: ["generate", f"--ckpt_path={last_checkpoint(w)}", "--temperature=-1"],
+        "temperature must be 0 (greedy) or more",
+    ),
+    "generate, top_k 0": (lambda w: ["generate", f"--ckpt_path={last_checkpoint(w)}", "--top_k=0"], "top_k"),
+}
+
+# LightningCLI reports configuration errors in its own words (usage plus an error line).
+CLI_PARSER_CASES = {"fit, unknown YAML key", "fit, wrong type", "fit, missing config file"}
+
+
+def snapshot(root: Path) -> dict[Path, str]:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(name: str, workspace: Path, capsys: pytest.CaptureFixture) -> None:
+    build, expected = CASES[name]
+    before = snapshot(workspace)
+    with pytest.raises(SystemExit) as exit:
+        main(build(workspace))
+    assert exit.value.code not in (0, None)
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    assert expected in stderr, stderr[-2000:]
+    if name not in CLI_PARSER_CASES:
+        errors = [line for line in stderr.splitlines() if line.startswith("minigpt: error:")]
+        assert len(errors) == 1, stderr[-2000:]
+        assert expected in errors[0]
+    after = snapshot(workspace)
+    assert {path: after.get(path) for path in before} == before, "a failed command changed or removed files"
+
+
+def test_every_documented_error_case_is_in_the_readme() -> None:
+    readme = (REPO / "README.md").read_text()
+    for phrase in (
+        "does not exist",
+        "is empty",
+        "not UTF-8",
+        "must be divisible by model.n_head",
+        "is not a readable checkpoint",
+        "cannot write run output",
+        "outside the tokenizer's vocabulary",
+    ):
+        assert phrase in readme, phrase
