@@ -221,3 +221,14 @@ def test_real_wikitext_valid_as_train(monkeypatch: pytest.MonkeyPatch) -> None:
     val = data.split("val")
     assert data.tokenizer.decode(val.tolist()) == text
     assert int(data.tokenizer.token_char_lengths()[val].sum()) == len(text)
+
+
+def test_other_local_ranks_wait_for_rank_0s_tokenizer(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = TokenizerSpec(kind="bpe", vocab_size=300)
+    reference = TextDataModule(path=str(corpus), tokenizer=spec)
+    reference.prepare()
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(BPETokenizer, "train", lambda *a, **k: pytest.fail("rank 1 trained a tokenizer"))
+    follower = TextDataModule(path=str(corpus), tokenizer=spec)
+    follower.prepare()
+    assert follower.tokenizer.to_json() == reference.tokenizer.to_json()

@@ -12,20 +12,19 @@ import hashlib
 import os
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future
 from dataclasses import dataclass
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 import numpy as np
 
 from minigpt.errors import MinigptError
-from minigpt.tokenizers import Tokenizer, tokenizer_from_json
+from minigpt.tokenizers import Tokenizer
+from minigpt.tokenizers.pool import TokenizingPool
 
-CHUNK_BYTES = 1 << 20
-PARALLELISM_ENV = "TOKENIZERS_PARALLELISM"
+CHUNK_BYTES = 1 << 18  # 256 KiB: encoding one costs a worker ~20 MB; 1 MiB cost ~140 MB
+WORKERS_FROM_BYTES = 16 << 20
 DecodeErrors = Literal["strict", "replace", "ignore"]
 
 
@@ -125,52 +124,10 @@ class InMemoryText(TextSource):
 
 # --- encoding ----------------------------------------------------------------------------------
 
-_worker_tokenizer: Tokenizer | None = None
-
-
-def _start_worker(tokenizer_json: str) -> None:
-    global _worker_tokenizer
-    _worker_tokenizer = tokenizer_from_json(tokenizer_json)
-
-
-def _encode_in_worker(chunk: str, dtype: str) -> bytes:
-    assert _worker_tokenizer is not None
-    return np.asarray(_worker_tokenizer.encode(chunk), dtype=dtype).tobytes()
-
 
 def default_workers(total_size: int) -> int:
     """In-process for small corpora (starting workers costs more than it saves), else every core."""
-    return 0 if total_size < 16 * CHUNK_BYTES else min(os.cpu_count() or 1, 8)
-
-
-@dataclass
-class TokenizingPool:
-    executor: ProcessPoolExecutor
-    workers: int
-
-
-@contextmanager
-def tokenizing_pool(tokenizer: Tokenizer, workers: int) -> Iterator[TokenizingPool | None]:
-    """Worker processes holding a copy of `tokenizer`, or None to tokenize in this process."""
-    if workers <= 0:
-        yield None
-        return
-    # Forked workers start at once (a spawned one would re-import torch and Lightning). Each
-    # encodes on one thread: several workers each spreading over every core would only contend.
-    # Set while they start, the variable also keeps `tokenizers` from warning about the fork.
-    saved = os.environ.get(PARALLELISM_ENV)
-    os.environ[PARALLELISM_ENV] = "false"
-    context = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
-    try:
-        with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_start_worker, initargs=(tokenizer.to_json(),)
-        ) as executor:
-            yield TokenizingPool(executor, workers)
-    finally:
-        if saved is None:
-            os.environ.pop(PARALLELISM_ENV, None)
-        else:
-            os.environ[PARALLELISM_ENV] = saved
+    return 0 if total_size < WORKERS_FROM_BYTES else min(os.cpu_count() or 1, 8)
 
 
 def encode_to_file(
@@ -208,7 +165,7 @@ def encode_to_file(
             if len(pending) >= 2 * pool.workers:
                 future, size = pending.popleft()
                 write(future.result(), size)
-            pending.append((pool.executor.submit(_encode_in_worker, chunk, dtype.name), len(chunk)))
+            pending.append((pool.submit(chunk, dtype), len(chunk)))
         while pending:
             future, size = pending.popleft()
             write(future.result(), size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from itertools import chain
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -157,6 +158,11 @@ class TextDataModule(LightningDataModule):
         learned_from = list(sources) if spec.kind == "char" else ["train"]
         key = cache_key(spec.fingerprint(), *(fingerprints[name] for name in learned_from))
         saved = self.cache_dir / "tokenizers" / f"{key}.json"
+        if not saved.is_file() and local_rank() > 0:
+            # Ranks must agree on the tokenizer (it names the token cache): local rank 0 trains it.
+            print(f"minigpt: waiting for local rank 0 to train the tokenizer {saved}", flush=True)
+            while not saved.is_file():
+                time.sleep(1.0)
         if saved.is_file():
             return tokenizer_from_json(saved.read_text(), source=str(saved))
         alphabet = chain.from_iterable(sources[name].chunks() for name in learned_from)
