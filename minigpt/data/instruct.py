@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from minigpt.data.prompts import PromptStyle, style_by_name
 from minigpt.data.sources import KnownFile, decode_text, resolve_file
+from minigpt.data.windows import check_batching
 from minigpt.errors import MinigptError
 from minigpt.tokenizers import END_OF_TEXT_CHAR, CharTokenizer, Tokenizer, end_of_text_id
 
@@ -203,11 +204,7 @@ class InstructDataModule(LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (("block_size", block_size), ("batch_size", batch_size)):
-            if value <= 0:
-                raise MinigptError(f"data.{name} must be a positive integer, got {value}")
-        if not 0.0 < val_fraction < 1.0:
-            raise MinigptError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
+        check_batching(block_size, batch_size, val_fraction, num_workers)
         if max_records is not None and max_records < 2:
             raise MinigptError(
                 f"data.max_records must be at least 2 (one to train, one to validate), got {max_records}"

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from minigpt.data.cache import build_splits, cache_key, load_splits, local_rank, wait_for_splits
 from minigpt.data.sources import KnownFile, cache_root, decode_text, resolve_file
 from minigpt.data.streaming import DecodeErrors, InMemoryText, TextSource, default_workers
-from minigpt.data.windows import EpochWindowBatches, RandomWindowBatches, SequentialWindows
+from minigpt.data.windows import EpochWindowBatches, RandomWindowBatches, SequentialWindows, check_batching
 from minigpt.errors import MinigptError
 from minigpt.pretrained import load_pretrained_tokenizer
 from minigpt.tokenizers import CharTokenizer, Tokenizer, TokenizerSpec, tokenizer_from_json
@@ -74,13 +74,7 @@ class TextDataModule(LightningDataModule):
         tokenizer_from: str | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("block_size", block_size), ("batch_size", batch_size)):
-            if value <= 0:
-                raise MinigptError(f"data.{name} must be a positive integer, got {value}")
-        if not 0.0 < val_fraction < 1.0:
-            raise MinigptError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
-        if num_workers < 0:
-            raise MinigptError(f"data.num_workers must be 0 or more, got {num_workers}")
+        check_batching(block_size, batch_size, val_fraction, num_workers)
         if train_order not in ("random", "epochs"):
             raise MinigptError(f"data.train_order must be random or epochs, got {train_order!r}")
         if errors not in ("strict", "replace", "ignore"):

@@ -11,6 +11,17 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from minigpt.errors import MinigptError
 
 
+def check_batching(block_size: int, batch_size: int, val_fraction: float, num_workers: int) -> None:
+    """The settings every data module shares: one-line errors naming the data.* key."""
+    for name, value in (("block_size", block_size), ("batch_size", batch_size)):
+        if value <= 0:
+            raise MinigptError(f"data.{name} must be a positive integer, got {value}")
+    if not 0.0 < val_fraction < 1.0:
+        raise MinigptError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
+    if num_workers < 0:
+        raise MinigptError(f"data.num_workers must be 0 or more, got {num_workers}")
+
+
 def _to_pair(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     rows = torch.from_numpy(rows.astype(np.int64))
     return rows[..., :-1], rows[..., 1:]
