@@ -169,3 +169,18 @@ def test_batches_come_padded_from_the_loaders() -> None:
     assert inputs.shape == labels.shape and inputs.shape[1] < 1024
     # Padded to the longest row: its last label (the end-of-text) is scored.
     assert (labels[:, -1] != IGNORE_INDEX).any()
+
+
+def test_a_checkpoints_character_vocabulary_grows_to_cover_the_records(pretrained: Path) -> None:
+    from minigpt import load_checkpoint
+
+    stored = load_checkpoint(pretrained).tokenizer
+    data = InstructDataModule(
+        path=str(FIXTURE), prompt_style="alpaca-short", block_size=512, tokenizer_from=str(pretrained)
+    )
+    with pytest.warns(UserWarning, match="characters outside the"):
+        data.prepare()
+    grown = data.tokenizer
+    assert grown.chars[: stored.vocab_size] == stored.chars  # the checkpoint's ids keep their meaning
+    assert END_OF_TEXT_CHAR in grown.chars and END_OF_TEXT_CHAR not in stored.chars
+    assert data.examples("train")[0].labels[-1] == grown.encode(END_OF_TEXT_CHAR)[0]

@@ -22,8 +22,10 @@ from torch.utils.data import DataLoader
 
 from minigpt.data.prompts import PromptStyle, style_by_name
 from minigpt.data.sources import KnownFile, decode_text, resolve_file
+from minigpt.data.vocabulary import covering
 from minigpt.data.windows import check_batching
 from minigpt.errors import MinigptError
+from minigpt.pretrained import load_pretrained_tokenizer
 from minigpt.tokenizers import END_OF_TEXT_CHAR, CharTokenizer, Tokenizer, end_of_text_id
 
 # Labels that are not scored: cross_entropy's default ignore_index, which LanguageModel.loss uses.
@@ -181,6 +183,9 @@ class InstructDataModule(LightningDataModule):
         category_field: Field holding the category; null when the records have none.
         seed: Seed of the shuffle, the split and the training order.
         num_workers: Dataloader worker processes.
+        tokenizer_from: Take the tokenizer of this minigpt checkpoint, GPT-2 directory or hub name
+            (linked from model.init_from, and set to --ckpt_path when a run resumes); without it,
+            a character vocabulary of the records. A character vocabulary grows to cover the records.
     """
 
     known_file: ClassVar[KnownFile | None] = None
@@ -202,6 +207,7 @@ class InstructDataModule(LightningDataModule):
         category_field: str | None = "category",
         seed: int = 1337,
         num_workers: int = 0,
+        tokenizer_from: str | None = None,
     ) -> None:
         super().__init__()
         check_batching(block_size, batch_size, val_fraction, num_workers)
@@ -222,6 +228,7 @@ class InstructDataModule(LightningDataModule):
         self.fields = RecordFields(instruction_field, context_field, response_field, category_field)
         self.seed = seed
         self.num_workers = num_workers
+        self.tokenizer_from = tokenizer_from
         self.tokenizer: Tokenizer | None = None
         self._examples: dict[str, list[Example]] | None = None
         self.skipped_records = 0
@@ -259,12 +266,16 @@ class InstructDataModule(LightningDataModule):
         path = resolve_file(self.path, self.known_file)
         records, self.skipped_records = read_records(path, self.fields, self.skip_malformed)
         records = self._select(records, path)
+        # Every record (so validation meets no unknown character), the style's own text and
+        # ASCII's end-of-text character, which ends each response in a character vocabulary.
+        text = "".join(r.instruction + r.context + r.response for r in records)
+        text += self.style.with_context + self.style.without_context + END_OF_TEXT_CHAR
+        if self.tokenizer is None and self.tokenizer_from is not None:
+            self.tokenizer = load_pretrained_tokenizer(self.tokenizer_from)
         if self.tokenizer is None:
-            # A character vocabulary of every record (so validation meets no unknown character)
-            # plus ASCII's end-of-text character to end each response.
-            text = "".join(r.instruction + r.context + r.response for r in records)
-            styles = self.style.with_context + self.style.without_context
-            self.tokenizer = CharTokenizer.train(text + styles + END_OF_TEXT_CHAR)
+            self.tokenizer = CharTokenizer.train(text)
+        else:
+            self.tokenizer = covering(self.tokenizer, text, str(path))
         if end_of_text_id(self.tokenizer) is None:
             rank_zero_warn(
                 "the tokenizer has no end-of-text token: responses are not taught to stop, so generation "

@@ -10,16 +10,16 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from minigpt.data.cache import build_splits, cache_key, load_splits, local_rank, wait_for_splits
 from minigpt.data.sources import KnownFile, cache_root, decode_text, resolve_file
 from minigpt.data.streaming import DecodeErrors, InMemoryText, TextSource, default_workers
+from minigpt.data.vocabulary import covering
 from minigpt.data.windows import EpochWindowBatches, RandomWindowBatches, SequentialWindows, check_batching
 from minigpt.errors import MinigptError
 from minigpt.pretrained import load_pretrained_tokenizer
-from minigpt.tokenizers import CharTokenizer, Tokenizer, TokenizerSpec, tokenizer_from_json
+from minigpt.tokenizers import Tokenizer, TokenizerSpec, tokenizer_from_json
 
 
 class TextDataModule(LightningDataModule):
@@ -167,22 +167,10 @@ class TextDataModule(LightningDataModule):
         partial.replace(saved)
         return tokenizer
 
-    def _covering(self, tokenizer: Tokenizer, sources: dict[str, TextSource]) -> Tokenizer:
-        """A given tokenizer (a fine-tune source's); a character one grows to cover this text."""
-        if isinstance(tokenizer, CharTokenizer):
-            text = "".join(chain.from_iterable(source.chunks() for source in sources.values()))
-            path = next(iter(sources.values())).name
-            grown = tokenizer.extended(text)
-            if grown is not tokenizer:
-                added = grown.chars[tokenizer.vocab_size :]
-                count = sum(text.count(char) for char in added)
-                rank_zero_warn(
-                    f"{path} has {len(added)} characters outside the {tokenizer.vocab_size}-character vocabulary "
-                    f"({''.join(added)!r}, {count:,} occurrences); added them as ids {tokenizer.vocab_size}-"
-                    f"{grown.vocab_size - 1}, whose embeddings start untrained"
-                )
-            return grown
-        return tokenizer
+    @staticmethod
+    def _covering(tokenizer: Tokenizer, sources: dict[str, TextSource]) -> Tokenizer:
+        text = "".join(chain.from_iterable(source.chunks() for source in sources.values()))
+        return covering(tokenizer, text, next(iter(sources.values())).name)
 
     def prepare_data(self) -> None:
         self.prepare()
