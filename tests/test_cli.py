@@ -245,3 +245,55 @@ def test_long_prompt_is_cut_with_a_warning(checkpoint: Path, minigpt) -> None:
     result = minigpt("generate", f"--ckpt_path={checkpoint}", "--prompt=" + "ROMEO: " * 10, "--max_new_tokens=3")
     assert result.returncode == 0
     assert "minigpt: warning: the prompt has 70 tokens, more than the model's context of 32" in result.stderr
+
+
+def test_instruct_config_tunes_a_bpe_checkpoint_with_its_tokenizer(corpus: Path, tmp_path: Path, minigpt) -> None:
+    from minigpt import load_checkpoint
+    from minigpt.data.instruct import IGNORE_INDEX
+    from minigpt.generation import Sampling
+
+    bpe = {"data.tokenizer.kind": "regex-bpe", "data.tokenizer.vocab_size": 300, "data.block_size": 128}
+    bpe["trainer.default_root_dir"] = "pre"
+    assert run_main(tiny_fit_args(corpus, max_steps=10, **bpe)) == 0
+    pretrained = tmp_path / "pre" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    small = {
+        "trainer.max_steps": 15,
+        "trainer.val_check_interval": 15,
+        "trainer.log_every_n_steps": 1,
+        "trainer.enable_progress_bar": "false",
+        "trainer.callbacks.max_new_tokens": 8,
+        "data.path": DOLLY_FIXTURE,
+        "data.block_size": 128,
+        "data.batch_size": 4,
+        "data.val_fraction": 0.34,
+        "model.sample_tokens": 8,
+    }
+    args = ["fit", f"--config={REPO / 'configs/instruct.yaml'}", *(f"--{k}={v}" for k, v in small.items())]
+    result = minigpt(*args, f"--ckpt_path={pretrained}")
+    assert result.returncode == 0, result.stderr
+    tuned = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    before, after = load_checkpoint(pretrained), load_checkpoint(tuned)
+    # The checkpoint's tokenizer, not a new one: the pretrained embeddings keep their meaning.
+    assert after.tokenizer.to_json() == before.tokenizer.to_json() and after.tokenizer.kind == "regex-bpe"
+    assert after.prompt_style == "alpaca-short" and after.model.config.n_embd == before.model.config.n_embd
+    answer = after.generate("Name a fish.", 8, Sampling(temperature=0))[0]
+    assert isinstance(answer, str)
+    # The evaluation command: the same config validates the tuned checkpoint.
+    validate_args = [a for a in args[1:] if not a.startswith(("--trainer.max_steps", "--trainer.val_check"))]
+    validated = minigpt("validate", *validate_args, f"--ckpt_path={tuned}")
+    assert validated.returncode == 0, validated.stderr
+    assert all(metric in validated.stdout for metric in ("val/loss", "val/perplexity", "val/rougeL"))
+    # Responses end with the BPE's own end-of-text token, and only they are scored.
+    from minigpt.data import Dolly
+
+    data = Dolly(
+        path=str(DOLLY_FIXTURE),
+        block_size=128,
+        val_fraction=0.34,
+        prompt_style="alpaca-short",
+        tokenizer_from=str(pretrained),
+    )
+    example = data.examples("train")[0]
+    eot = before.tokenizer.eot_id
+    assert eot is not None and (example.labels[-1] == eot or len(example.inputs) == 128)
+    assert example.labels[0] == IGNORE_INDEX and before.tokenizer.decode(example.inputs).startswith("### Instruction:")
