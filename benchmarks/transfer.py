@@ -12,14 +12,12 @@ as Markdown.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import yaml
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from fit_runs import last_scalar, run
 
 from minigpt import generate_text, load_checkpoint
-from minigpt.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_SHAPE = ["--model.n_layer=4", "--model.n_head=4", "--model.n_embd=128", "--model.bias=false"]
@@ -36,22 +34,9 @@ VARIANTS: dict[str, tuple[list[str], dict | None]] = {
 }
 
 
-def last_scalar(version: Path, tag: str) -> float:
-    events = EventAccumulator(str(version), size_guidance={"scalars": 0})
-    events.Reload()
-    return events.Scalars(tag)[-1].value
-
-
 def sample(ckpt: Path) -> str:
     loaded = load_checkpoint(ckpt)
     return PROMPT + generate_text(loaded.model, loaded.tokenizer, PROMPT, 200, temperature=0.8, top_k=200, seed=1)
-
-
-def run(root: Path, args: list[str]) -> tuple[Path, float]:
-    start = time.perf_counter()
-    main([*args, f"--trainer.default_root_dir={root}", "--trainer.enable_progress_bar=false"])
-    seconds = time.perf_counter() - start
-    return sorted((root / "lightning_logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))[-1], seconds
 
 
 def main_experiment() -> None:

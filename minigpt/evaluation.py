@@ -2,14 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
 from torchmetrics.text.rouge import ROUGEScore
 
+from minigpt.data.instruct import InstructionRecord
+from minigpt.data.prompts import PromptStyle
 from minigpt.errors import MinigptError
 from minigpt.generation import Sampling, generate_texts
+from minigpt.tokenizers import Tokenizer
+
+
+def answer_records(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    style: PromptStyle,
+    records: Iterable[InstructionRecord],
+    count: int,
+    max_new_tokens: int,
+) -> list[tuple[str, str, str]]:
+    """(prompt, greedy answer, reference) for the first `count` records whose prompt fits the context."""
+    block_size = model.config.block_size
+    triples = []
+    for record in records:
+        if len(triples) == count:
+            break
+        prompt = style.format(record.instruction, record.context)
+        if len(tokenizer.encode(prompt)) >= block_size:
+            continue
+        (answer,) = generate_texts(
+            model, tokenizer, prompt, max_new_tokens, Sampling(temperature=0), style.stop_sequences
+        )
+        triples.append((prompt, answer.strip(), record.response))
+    return triples
+
+
+def rouge_l(triples: list[tuple[str, str, str]]) -> float:
+    """Mean ROUGE-L F-measure of the answers against the references."""
+    score = ROUGEScore(rouge_keys="rougeL")([answer for _, answer, _ in triples], [ref for _, _, ref in triples])
+    return float(score["rougeL_fmeasure"])
 
 
 class InstructionEvaluation(Callback):
@@ -34,33 +69,21 @@ class InstructionEvaluation(Callback):
         self.max_new_tokens = max_new_tokens
         self.log_examples = log_examples
 
-    def answer(self, pl_module: LightningModule, datamodule: Any) -> list[tuple[str, str, str]]:
-        """(prompt, generated, reference) for the first held-out records whose prompt fits the context."""
-        style, tokenizer = datamodule.style, datamodule.tokenizer
-        block_size = pl_module.model.config.block_size
-        triples = []
-        for record in datamodule.val_records:
-            if len(triples) == self.num_examples:
-                break
-            prompt = style.format(record.instruction, record.context)
-            if len(tokenizer.encode(prompt)) >= block_size:
-                continue
-            (answer,) = generate_texts(
-                pl_module.model, tokenizer, prompt, self.max_new_tokens, Sampling(temperature=0), style.stop_sequences
-            )
-            triples.append((prompt, answer.strip(), record.response))
-        return triples
-
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         datamodule = getattr(trainer, "datamodule", None)
         if trainer.sanity_checking or not getattr(datamodule, "val_records", None):
             return
-        triples = self.answer(pl_module, datamodule)
+        triples = answer_records(
+            pl_module.model,
+            datamodule.tokenizer,
+            datamodule.style,
+            datamodule.val_records,
+            self.num_examples,
+            self.max_new_tokens,
+        )
         if not triples:
             return
-        rouge = ROUGEScore(rouge_keys="rougeL")
-        score = rouge([answer for _, answer, _ in triples], [reference for _, _, reference in triples])
-        pl_module.log("val/rougeL", score["rougeL_fmeasure"].to(pl_module.device))
+        pl_module.log("val/rougeL", torch.tensor(rouge_l(triples), device=pl_module.device))
         if trainer.is_global_zero and self.log_examples:
             self._log_text(trainer, triples[: self.log_examples], pl_module.global_step)
 
