@@ -33,6 +33,7 @@ from minigpt.errors import MinigptError
 from minigpt.generation import Sampling
 from minigpt.hf_gpt2 import REQUIRED_FILES, export_gpt2
 from minigpt.module import LanguageModel
+from minigpt.pretrained import check_source
 from minigpt.tokenizer_commands import run_tokenizer
 
 
@@ -122,6 +123,8 @@ class MinigptCLI(LightningCLI):
             return
         ckpt_path = config.get("ckpt_path")
         if config.model.get("init_from"):
+            # Checked here so that a wrong path is reported under the key the user set.
+            check_source(config.model.init_from)
             data_args.tokenizer_from = config.model.init_from
         elif ckpt_path and ckpt_path not in ("last", "best", "hpc"):
             data_args.tokenizer_from = ckpt_path

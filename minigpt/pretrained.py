@@ -31,7 +31,7 @@ class Pretrained:
     source: str
 
 
-def download_from_hub(name: str) -> Path:
+def download_from_hub(name: str, key: str = KEY) -> Path:
     """The local snapshot of hub model `name` (only the three files minigpt reads)."""
     from huggingface_hub import snapshot_download
 
@@ -40,22 +40,25 @@ def download_from_hub(name: str) -> Path:
     except Exception as error:  # offline, unknown repo, no access: all end the same way for a user
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise MinigptError(
-            f"{KEY}: could not download {name!r} from the Hugging Face hub ({reason}); download it where there "
+            f"{key}: could not download {name!r} from the Hugging Face hub ({reason}); download it where there "
             f"is internet (huggingface-cli download {name} {' '.join(REQUIRED_FILES)} --local-dir DIR) "
-            "and pass model.init_from=DIR"
+            f"and pass {key}=DIR"
         ) from None
 
 
-def resolve_source(source: str) -> Path:
+def check_source(source: str, key: str = KEY) -> None:
+    """Refuse, naming `key`, a source that is neither an existing path nor a hub name."""
+    if not Path(source).expanduser().exists() and (not HUB_NAME.match(source) or source.endswith(".ckpt")):
+        raise MinigptError(
+            f"{key}: {source} does not exist; pass a minigpt .ckpt file, a GPT-2 directory or a hub name like gpt2"
+        )
+
+
+def resolve_source(source: str, key: str = KEY) -> Path:
     """A local checkpoint file or GPT-2 directory for `source`, downloading a hub name."""
+    check_source(source, key)
     path = Path(source).expanduser()
-    if path.exists():
-        return path
-    if HUB_NAME.match(source) and not source.endswith(".ckpt"):
-        return download_from_hub(source)
-    raise MinigptError(
-        f"{KEY}: {source} does not exist; pass a minigpt .ckpt file, a GPT-2 directory or a hub name like gpt2"
-    )
+    return path if path.exists() else download_from_hub(source, key)
 
 
 def load_pretrained(source: str) -> Pretrained:
@@ -77,17 +80,17 @@ def load_pretrained(source: str) -> Pretrained:
     return Pretrained(GPTConfig.from_dict(meta["model_config"]), state, tokenizer, source)
 
 
-def load_pretrained_tokenizer(source: str) -> Tokenizer:
+def load_pretrained_tokenizer(source: str, key: str = KEY) -> Tokenizer:
     """Only the tokenizer of a source: what the data module needs to encode its text."""
-    path = resolve_source(source)
+    path = resolve_source(source, key)
     if path.is_dir():
         tokenizer_path = path / "tokenizer.json"
         if not tokenizer_path.is_file():
             raise MinigptError(
-                f"{KEY}: {path} lacks tokenizer.json; a GPT-2 directory needs {', '.join(REQUIRED_FILES)}"
+                f"{key}: {path} lacks tokenizer.json; a GPT-2 directory needs {', '.join(REQUIRED_FILES)}"
             )
         return PretrainedTokenizer.from_file(tokenizer_path)
-    meta = read_checkpoint(path, key=KEY)[METADATA_KEY]
+    meta = read_checkpoint(path, key=key)[METADATA_KEY]
     return tokenizer_from_json(meta["tokenizer"], source=f"tokenizer in {path}")
 
 

@@ -35,6 +35,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save({"state_dict": {"weight": torch.zeros(2)}}, root / "foreign.ckpt")
     good = '{"instruction": "Add.", "context": "", "response": "2", "category": "open_qa"}\n'
     (root / "bad.jsonl").write_text(good * 3 + '{"instruction": "No response here."}\n' + good)
+    (root / "good.jsonl").write_text(good * 4)
     main([*tiny_fit_args(corpus, max_steps=10), f"--trainer.default_root_dir={root}"])
     main(["tokenizer", "train", "--kind=char", f"--input={corpus}", f"--output={root / 'tok.json'}"])
     return root
@@ -81,6 +82,14 @@ CASES: dict[str, tuple[Case, str]] = {
         "was trained with a char tokenizer of",
     ),
     "fit, malformed instruction record": (lambda w: instruct(w, "bad.jsonl"), "line 4 has no 'response' field"),
+    "fit, missing init_from": (
+        lambda w: fit(w, f"--model.init_from={w / 'gone.ckpt'}"),
+        "error: model.init_from: ",  # the key the user set, then the path
+    ),
+    "fit, instruction tokenizer from a YAML file": (
+        lambda w: [*instruct(w, "good.jsonl"), f"--data.tokenizer_from={w / 'bad.yaml'}"],
+        "error: data.tokenizer_from: ",
+    ),
     # tokenizer
     "tokenizer train, missing input": (
         lambda w: [

@@ -271,7 +271,7 @@ class InstructDataModule(LightningDataModule):
         text = "".join(r.instruction + r.context + r.response for r in records)
         text += self.style.with_context + self.style.without_context + END_OF_TEXT_CHAR
         if self.tokenizer is None and self.tokenizer_from is not None:
-            self.tokenizer = load_pretrained_tokenizer(self.tokenizer_from)
+            self.tokenizer = load_pretrained_tokenizer(self.tokenizer_from, key="data.tokenizer_from")
         if self.tokenizer is None:
             self.tokenizer = CharTokenizer.train(text)
         else:

@@ -120,7 +120,8 @@ class TextDataModule(LightningDataModule):
         if self.tokenizer is not None:
             tokenizer = self._covering(self.tokenizer, sources)
         elif self.tokenizer_from is not None and not self.tokenizer_is_explicit:
-            tokenizer = self._covering(load_pretrained_tokenizer(self.tokenizer_from), sources)
+            given = load_pretrained_tokenizer(self.tokenizer_from, key="data.tokenizer_from")
+            tokenizer = self._covering(given, sources)
         else:
             tokenizer = self._tokenizer(sources, fingerprints)
         parts = [part for name in sorted(sources) for part in (name, fingerprints[name])]
