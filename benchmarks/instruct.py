@@ -20,6 +20,7 @@ from pathlib import Path
 from fit_runs import last_scalar, run
 
 from minigpt import load_checkpoint
+from minigpt.checkpoint import Checkpoint
 from minigpt.data import Dolly
 from minigpt.evaluation import answer_records, rouge_l
 from minigpt.generation import Sampling
@@ -34,15 +35,13 @@ QUESTIONS = [
 SAMPLING = Sampling(temperature=0.7, top_k=50, repetition_penalty=1.2)
 
 
-def held_out_scores(ckpt: Path, data: Dolly, records: int, max_new_tokens: int) -> tuple[float, float]:
+def held_out_scores(loaded: Checkpoint, data: Dolly, records: int, max_new_tokens: int) -> tuple[float, float]:
     """ROUGE-L of greedy answers to held-out instructions, and their mean length in words."""
-    loaded = load_checkpoint(ckpt)
     triples = answer_records(loaded.model, data.tokenizer, data.style, data.val_records, records, max_new_tokens)
     return rouge_l(triples), sum(len(answer.split()) for _, answer, _ in triples) / len(triples)
 
 
-def answers(ckpt: Path) -> list[str]:
-    loaded = load_checkpoint(ckpt)
+def answers(loaded: Checkpoint) -> list[str]:
     return [loaded.generate(question, 96, SAMPLING, seed=1)[0].strip() for question in QUESTIONS]
 
 
@@ -61,10 +60,12 @@ def main_experiment() -> None:
         version, seconds = run(options.out / "pretrain", ["fit", f"--config={config}"])
         pretrained = version / "checkpoints" / "last.ckpt"
         print(f"pretrained {pretrained} in {seconds:.0f} s")
-    shape = load_checkpoint(pretrained).model.config
+    start = load_checkpoint(pretrained)
+    shape = start.model.config
     common = ["fit", f"--config={REPO / 'configs' / 'instruct-small.yaml'}"]
     if options.steps is not None:
-        common.append(f"--trainer.max_steps={options.steps}")
+        # Validated once, at the end: the table needs the last loss whatever the step count.
+        common += [f"--trainer.max_steps={options.steps}", f"--trainer.val_check_interval={options.steps}"]
     variants = {
         "fine-tuned from WikiText": [f"--ckpt_path={pretrained}"],
         "from scratch": [
@@ -83,17 +84,17 @@ def main_experiment() -> None:
         block_size=shape.block_size, prompt_style="alpaca-short", val_fraction=0.02, tokenizer_from=str(pretrained)
     )
     data.prepare()
-    before = held_out_scores(pretrained, data, options.records, options.max_new_tokens)
+    before = held_out_scores(start, data, options.records, options.max_new_tokens)
     rows: list[tuple[str, float | None, tuple[float, float], float | None]] = [
         ("WikiText checkpoint, not instruction-tuned", None, before, None)
     ]
     samples = {}
     for name, extra in variants.items():
         version, seconds = run(options.out / name.replace(" ", "-"), [*common, *extra])
-        ckpt = version / "checkpoints" / "last.ckpt"
-        scores = held_out_scores(ckpt, data, options.records, options.max_new_tokens)
+        tuned = load_checkpoint(version / "checkpoints" / "last.ckpt")
+        scores = held_out_scores(tuned, data, options.records, options.max_new_tokens)
         rows.append((name, last_scalar(version, "val/loss"), scores, seconds))
-        samples[name] = answers(ckpt)
+        samples[name] = answers(tuned)
     scored = data.val_records[: options.records]
     reference_words = sum(len(record.response.split()) for record in scored) / len(scored)
     print(f"\nDolly-15k, {len(data.val_records)} held-out records; greedy answers to the first {len(scored)}")
