@@ -16,7 +16,8 @@ import lightning as L
 import torch
 
 from minigpt.data import TinyShakespeare
-from minigpt.module import LanguageModel, warmup_cosine
+from minigpt.module import LanguageModel
+from minigpt.optim import adamw_groups, warmup_cosine
 
 SHAPE = dict(n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False)  # configs/pretrain-small.yaml
 
@@ -60,11 +61,7 @@ def plain_run(data: TinyShakespeare, steps: int, skip: int) -> float:
     module = LanguageModel(vocab_size=data.vocab_size, block_size=data.block_size, **SHAPE)
     model = module.model
     data.setup("fit")
-    params = list(model.parameters())
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+    groups = adamw_groups(model.parameter_roles(), weight_decay=0.1)
     optimizer = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, 100, steps, 0.1))
     batches = iter(data.train_dataloader())

@@ -43,6 +43,11 @@ class BigramLM(nn.Module):
     def num_parameters(self, non_embedding: bool = True) -> int:
         return self.table.weight.numel()
 
+    def parameter_roles(self, within: nn.Module | None = None) -> dict[str, list[nn.Parameter]]:
+        """The table is an embedding: decayed by AdamW, as GPT's are (see GPT.parameter_roles)."""
+        trainable = [self.table.weight] if self.table.weight.requires_grad else []
+        return {"matrices": [], "embeddings": trainable, "gains": []}
+
     def flops_per_token(self) -> int:
         # An embedding lookup has no matmul; the softmax over the vocabulary dominates.
         return 6 * self.config.vocab_size

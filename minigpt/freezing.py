@@ -25,6 +25,7 @@ from torch import nn
 
 from minigpt.errors import MinigptError
 from minigpt.model import GPT
+from minigpt.optim import adamw_groups
 
 BLOCK_INDEX = re.compile(r"^blocks\[(:?)(\d+)\]$")
 PART_NAMES = ("embeddings", "attention", "mlp", "blocks", "blocks[N]", "blocks[:N]", "all_but_head")
@@ -147,15 +148,10 @@ class GradualUnfreezing(BaseFinetuning):
         self.unfrozen += 1
         self.make_trainable(stage)
         lr = self.lr if self.lr is not None else pl_module.hparams.learning_rate
-        params = [p for p in stage.parameters() if p.requires_grad]
-        weight_decay = pl_module.hparams.weight_decay
-        for group_params, decay in (
-            ([p for p in params if p.dim() >= 2], weight_decay),
-            ([p for p in params if p.dim() < 2], 0.0),
-        ):
-            if group_params:
-                optimizer.add_param_group({"params": group_params, "lr": lr, "initial_lr": lr, "weight_decay": decay})
-                follow_schedule(trainer, optimizer, lr)
+        groups = adamw_groups(gpt_of(pl_module).parameter_roles(within=stage), pl_module.hparams.weight_decay)
+        for group in groups:
+            optimizer.add_param_group({**group, "lr": lr, "initial_lr": lr})
+            follow_schedule(trainer, optimizer, lr)
         log_trainable(trainer, pl_module)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:

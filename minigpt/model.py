@@ -202,6 +202,26 @@ class GPT(nn.Module):
             total -= self.transformer.wpe.weight.numel()
         return total
 
+    def parameter_roles(self, within: nn.Module | None = None) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by the role optimizers give them, each parameter once.
+
+        `matrices` are the blocks' linear weights (Muon's domain, decayed by AdamW); `embeddings`
+        the token and position tables and the head (decayed); `gains` the norm gains and biases
+        (never decayed). With `within`, only the parameters of that submodule.
+        """
+        wanted = None if within is None else {id(param) for param in within.parameters()}
+        roles: dict[str, list[nn.Parameter]] = {"matrices": [], "embeddings": [], "gains": []}
+        for name, param in self.named_parameters():
+            if not param.requires_grad or (wanted is not None and id(param) not in wanted):
+                continue
+            if param.dim() < 2:
+                roles["gains"].append(param)
+            elif name.startswith("transformer.h."):
+                roles["matrices"].append(param)
+            else:
+                roles["embeddings"].append(param)
+        return roles
+
     def flops_per_token(self) -> int:
         """Training FLOPs per token (forward + backward), as in the PaLM paper's appendix B."""
         c = self.config

@@ -20,22 +20,13 @@ from minigpt.data.instruct import IGNORE_INDEX
 from minigpt.errors import MinigptError
 from minigpt.generation import generate_text
 from minigpt.model import GPT, PRESETS
+from minigpt.optim import adamw_groups, warmup_cosine
 from minigpt.pretrained import extends, fit_vocabulary, load_pretrained
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
 RNG_KEY = "minigpt_rng"
 # LanguageModel arguments that a GPT checkpoint records from its actual network.
 ARCHITECTURE_HPARAMS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "gelu")
-
-
-def warmup_cosine(step: int, warmup_steps: int, decay_steps: int, min_ratio: float) -> float:
-    """LR multiplier: linear warmup to 1, cosine decay to `min_ratio` at `decay_steps`, flat after."""
-    if step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
-    if step >= decay_steps:
-        return min_ratio
-    progress = (step - warmup_steps) / max(1, decay_steps - warmup_steps)
-    return min_ratio + 0.5 * (1.0 - min_ratio) * (1.0 + math.cos(math.pi * progress))
 
 
 def check_same_tokenizer(stored: Tokenizer, datamodule: Any, ckpt_path: str | None) -> None:
@@ -211,12 +202,7 @@ class LanguageModel(LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        # Decay matrices and embeddings only; biases and LayerNorm gains stay free.
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": hp.weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
+        groups = adamw_groups(self.model.parameter_roles(), hp.weight_decay)
         # The fused kernel updates every parameter in one pass (see benchmarks/README.md for its speed).
         optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, betas=tuple(hp.betas), fused=True)
         decay_steps = hp.lr_decay_steps or self.trainer.max_steps
