@@ -21,9 +21,9 @@ import threading
 import time
 from pathlib import Path
 
+from minigpt.corpus.sources import DATA_DIR_ENV
+from minigpt.corpus.streaming import TextFile
 from minigpt.data import WikiText103
-from minigpt.data.sources import DATA_DIR_ENV
-from minigpt.data.streaming import TextFile
 from minigpt.tokenizers import TokenizerSpec
 
 OUT = Path(__file__).resolve().parent / "out"

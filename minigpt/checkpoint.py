@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from minigpt.bigram import BigramConfig, BigramLM
-from minigpt.data.prompts import PromptStyle, style_by_name
 from minigpt.errors import MinigptError
 from minigpt.generation import Sampling, generate_texts, stream_text
 from minigpt.model import GPT, GPTConfig
+from minigpt.prompts import PromptStyle, style_by_name
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
 ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
@@ -67,13 +67,27 @@ def read_checkpoint(path: str | Path, key: str = "--ckpt_path") -> dict[str, Any
     return checkpoint
 
 
+def network_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The network's weights from a Lightning checkpoint's state dict (the module holds it as `model`)."""
+    return {
+        name.removeprefix(MODEL_PREFIX): tensor
+        for name, tensor in checkpoint["state_dict"].items()
+        if name.startswith(MODEL_PREFIX)
+    }
+
+
+def stored_tokenizer(checkpoint: dict[str, Any], path: str | Path) -> Tokenizer:
+    """The tokenizer a checkpoint was trained with."""
+    return tokenizer_from_json(checkpoint[METADATA_KEY]["tokenizer"], source=f"tokenizer in {path}")
+
+
 @dataclass
 class Checkpoint:
     model: nn.Module
     tokenizer: Tokenizer
     arch: str
     path: Path
-    # The prompt style of instruction tuning (minigpt.data.prompts); None for a plain language model.
+    # The prompt style of instruction tuning (minigpt.prompts); None for a plain language model.
     prompt_style: str | None = None
 
     @property
@@ -124,19 +138,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     checkpoint = read_checkpoint(path)
     meta = checkpoint[METADATA_KEY]
     model = build_model(meta["arch"], meta["model_config"])
-    state = {
-        name[len(MODEL_PREFIX) :]: tensor
-        for name, tensor in checkpoint["state_dict"].items()
-        if name.startswith(MODEL_PREFIX)
-    }
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(network_state(checkpoint))
     except RuntimeError as error:
         raise MinigptError(f"--ckpt_path: {path} has weights that do not fit its own model config ({error})") from None
-    tokenizer = tokenizer_from_json(meta["tokenizer"], source=f"tokenizer in {path}")
     return Checkpoint(
         model=model.to(device).eval(),
-        tokenizer=tokenizer,
+        tokenizer=stored_tokenizer(checkpoint, path),
         arch=meta["arch"],
         path=Path(path),
         prompt_style=meta.get("prompt_style"),

@@ -27,13 +27,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from minigpt.atomic_io import AtomicCheckpointIO
 from minigpt.callbacks import GracefulInterrupt, ThroughputLogger
 from minigpt.checkpoint import Checkpoint, load_checkpoint, read_checkpoint
-from minigpt.data.prompts import style_by_name
-from minigpt.data.sources import decode_text
+from minigpt.corpus.sources import decode_text
 from minigpt.errors import MinigptError
 from minigpt.generation import Sampling
 from minigpt.hf_gpt2 import REQUIRED_FILES, export_gpt2
 from minigpt.module import LanguageModel
 from minigpt.pretrained import check_source
+from minigpt.prompts import style_by_name
 from minigpt.tokenizer_commands import run_tokenizer
 
 

@@ -11,9 +11,9 @@ from torch import nn
 from torchmetrics.text.rouge import ROUGEScore
 
 from minigpt.data.instruct import InstructionRecord
-from minigpt.data.prompts import PromptStyle
 from minigpt.errors import MinigptError
 from minigpt.generation import Sampling, generate_texts
+from minigpt.prompts import PromptStyle
 from minigpt.tokenizers import Tokenizer
 
 

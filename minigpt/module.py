@@ -16,8 +16,8 @@ from torchmetrics import SumMetric
 from torchmetrics.text import Perplexity
 
 from minigpt.checkpoint import ARCHITECTURES, METADATA_KEY, build_model, metadata
-from minigpt.data.instruct import IGNORE_INDEX
-from minigpt.errors import MinigptError
+from minigpt.constants import IGNORE_INDEX
+from minigpt.errors import MinigptError, first_line
 from minigpt.generation import generate_text
 from minigpt.model import GPT, PRESETS
 from minigpt.optim import adamw_groups, warmup_cosine
@@ -115,7 +115,7 @@ class LanguageModel(LightningModule):
         shape = dict(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
         given = {**shape, "dropout": dropout, "bias": bias, "gelu": gelu}
         self.tokenizer: Tokenizer | None = None
-        # Set by instruction data modules (minigpt.data.prompts) and saved in checkpoints.
+        # Set by instruction data modules (minigpt.prompts) and saved in checkpoints.
         self.prompt_style: str | None = None
         # The tokenizer the init_from weights were trained with: the data's must extend it.
         self.init_tokenizer: Tokenizer | None = None
@@ -170,9 +170,8 @@ class LanguageModel(LightningModule):
         try:
             model.load_state_dict(fit_vocabulary(source.state_dict, model.state_dict()))
         except RuntimeError as error:
-            first_line = str(error).splitlines()[0]
             raise MinigptError(
-                f"model.init_from: {init_from} has weights that do not fit its config ({first_line})"
+                f"model.init_from: {init_from} has weights that do not fit its config ({first_line(error)})"
             ) from None
         rank_zero_info(
             f"model.init_from: {init_from} ({model.num_parameters():,} parameters, "

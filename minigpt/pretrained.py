@@ -1,25 +1,29 @@
-"""Where a fine-tune's starting weights and tokenizer come from (`model.init_from`).
+"""Where starting weights and tokenizers come from: a minigpt checkpoint, a Hugging Face file or
+directory, or a hub name (downloaded into the Hugging Face cache).
 
-A source is a minigpt checkpoint (`.ckpt`), a Hugging Face GPT-2 directory (`config.json`,
-`model.safetensors`, `tokenizer.json`), or a hub name such as `gpt2`, downloaded into the
-Hugging Face cache.
+One loader each: `load_tokenizer(source)` for a data module's tokenizer, `load_pretrained(source)`
+for a fine-tune's weights, config and tokenizer.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from minigpt.checkpoint import METADATA_KEY, MODEL_PREFIX, read_checkpoint
-from minigpt.errors import MinigptError
+from minigpt.checkpoint import network_state, read_checkpoint, stored_tokenizer
+from minigpt.errors import MinigptError, first_line
 from minigpt.hf_gpt2 import REQUIRED_FILES, read_gpt2_dir
 from minigpt.model import GPTConfig
 from minigpt.tokenizers import CharTokenizer, PretrainedTokenizer, Tokenizer, tokenizer_from_json
 
 HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+# Suffixes of files, never of hub names: such a source that does not exist is a missing file.
+FILE_SUFFIXES = (".ckpt", ".json", ".safetensors")
+TOKENIZER_FILE = "tokenizer.json"
 KEY = "model.init_from"
 
 
@@ -31,67 +35,73 @@ class Pretrained:
     source: str
 
 
-def download_from_hub(name: str, key: str = KEY) -> Path:
-    """The local snapshot of hub model `name` (only the three files minigpt reads)."""
-    from huggingface_hub import snapshot_download
+def download_from_hub(name: str, key: str, files: tuple[str, ...]) -> Path:
+    """The local snapshot of hub repository `name`, with only `files`."""
+    from huggingface_hub import snapshot_download  # slow to import; only needed for hub names
 
     try:
-        return Path(snapshot_download(name, allow_patterns=list(REQUIRED_FILES)))
+        return Path(snapshot_download(name, allow_patterns=list(files)))
     except Exception as error:  # offline, unknown repo, no access: all end the same way for a user
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise MinigptError(
-            f"{key}: could not download {name!r} from the Hugging Face hub ({reason}); download it where there "
-            f"is internet (huggingface-cli download {name} {' '.join(REQUIRED_FILES)} --local-dir DIR) "
-            f"and pass {key}=DIR"
+            f"{key}: could not download {name!r} from the Hugging Face hub ({first_line(error)}); download it where "
+            f"there is internet (huggingface-cli download {name} {' '.join(files)} --local-dir DIR) and pass {key}=DIR"
         ) from None
 
 
 def check_source(source: str, key: str = KEY) -> None:
     """Refuse, naming `key`, a source that is neither an existing path nor a hub name."""
-    if not Path(source).expanduser().exists() and (not HUB_NAME.match(source) or source.endswith(".ckpt")):
+    path = Path(source).expanduser()
+    if not path.exists() and (not HUB_NAME.match(source) or path.suffix in FILE_SUFFIXES):
         raise MinigptError(
-            f"{key}: {source} does not exist; pass a minigpt .ckpt file, a GPT-2 directory or a hub name like gpt2"
+            f"{key}: {source} does not exist; pass a minigpt .ckpt file, a Hugging Face directory or "
+            "tokenizer.json, or a hub name like gpt2"
         )
 
 
-def resolve_source(source: str, key: str = KEY) -> Path:
-    """A local checkpoint file or GPT-2 directory for `source`, downloading a hub name."""
+def resolve_source(source: str, key: str, files: tuple[str, ...]) -> Path:
+    """A local file or directory for `source`, downloading `files` of a hub name."""
     check_source(source, key)
     path = Path(source).expanduser()
-    return path if path.exists() else download_from_hub(source, key)
+    return path if path.exists() else download_from_hub(source, key, files)
 
 
-def load_pretrained(source: str) -> Pretrained:
+def load_tokenizer(source: str, key: str = "tokenizer.path") -> Tokenizer:
+    """The tokenizer of a minigpt checkpoint, a tokenizer file (Hugging Face's tokenizer.json or one
+    from `minigpt tokenizer train`), a Hugging Face directory holding tokenizer.json, or a hub name."""
+    path = resolve_source(source, key, (TOKENIZER_FILE,))
+    if path.is_dir():
+        if not (path / TOKENIZER_FILE).is_file():
+            raise MinigptError(f"{key}: {path} has no {TOKENIZER_FILE}; pass a folder that holds one, or the file")
+        path = path / TOKENIZER_FILE
+    if path.suffix == ".ckpt":
+        return stored_tokenizer(read_checkpoint(path, key), path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    if isinstance(data, dict) and "kind" in data:
+        return tokenizer_from_json(text, source=str(path))
+    if isinstance(data, dict) and "model" in data:
+        return PretrainedTokenizer.from_file(path, key)
+    raise MinigptError(
+        f"{key}: {path} is not a tokenizer file (neither a Hugging Face tokenizer.json nor a minigpt tokenizer); "
+        "pass a tokenizer.json or a file written by `minigpt tokenizer train`"
+    )
+
+
+def load_pretrained(source: str, key: str = KEY) -> Pretrained:
     """Architecture, weights and tokenizer to start a run from."""
-    path = resolve_source(source)
+    path = resolve_source(source, key, REQUIRED_FILES)
     if path.is_dir():
         config, state, tokenizer = read_gpt2_dir(path)
         return Pretrained(config, state, tokenizer, source)
-    checkpoint = read_checkpoint(path, key=KEY)
-    meta = checkpoint[METADATA_KEY]
+    checkpoint = read_checkpoint(path, key=key)
+    meta = checkpoint["minigpt"]
     if meta["arch"] != "gpt":
-        raise MinigptError(f"{KEY}: {path} holds a {meta['arch']} model; fine-tuning starts from GPT checkpoints")
-    state = {
-        name[len(MODEL_PREFIX) :]: tensor
-        for name, tensor in checkpoint["state_dict"].items()
-        if name.startswith(MODEL_PREFIX)
-    }
-    tokenizer = tokenizer_from_json(meta["tokenizer"], source=f"tokenizer in {path}")
-    return Pretrained(GPTConfig.from_dict(meta["model_config"]), state, tokenizer, source)
-
-
-def load_pretrained_tokenizer(source: str, key: str = KEY) -> Tokenizer:
-    """Only the tokenizer of a source: what the data module needs to encode its text."""
-    path = resolve_source(source, key)
-    if path.is_dir():
-        tokenizer_path = path / "tokenizer.json"
-        if not tokenizer_path.is_file():
-            raise MinigptError(
-                f"{key}: {path} lacks tokenizer.json; a GPT-2 directory needs {', '.join(REQUIRED_FILES)}"
-            )
-        return PretrainedTokenizer.from_file(tokenizer_path)
-    meta = read_checkpoint(path, key=key)[METADATA_KEY]
-    return tokenizer_from_json(meta["tokenizer"], source=f"tokenizer in {path}")
+        raise MinigptError(f"{key}: {path} holds a {meta['arch']} model; fine-tuning starts from GPT checkpoints")
+    config = GPTConfig.from_dict(meta["model_config"])
+    return Pretrained(config, network_state(checkpoint), stored_tokenizer(checkpoint, path), source)
 
 
 def extends(tokenizer: Tokenizer, base: Tokenizer) -> bool:

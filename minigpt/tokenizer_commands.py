@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from minigpt.comparison import TrainingSetup, compare_tokenizers, markdown_table
-from minigpt.data.sources import check_readable_file
-from minigpt.data.streaming import TextFile
+from minigpt.corpus.sources import check_readable_file
+from minigpt.corpus.streaming import TextFile
 from minigpt.errors import MinigptError
 from minigpt.tokenizers import SPLIT_PATTERNS, TokenizerSpec
 

@@ -249,7 +249,7 @@ def test_long_prompt_is_cut_with_a_warning(checkpoint: Path, minigpt) -> None:
 
 def test_instruct_config_tunes_a_bpe_checkpoint_with_its_tokenizer(corpus: Path, tmp_path: Path, minigpt) -> None:
     from minigpt import load_checkpoint
-    from minigpt.data.instruct import IGNORE_INDEX
+    from minigpt.constants import IGNORE_INDEX
     from minigpt.generation import Sampling
 
     bpe = {"data.tokenizer.kind": "regex-bpe", "data.tokenizer.vocab_size": 300, "data.block_size": 128}

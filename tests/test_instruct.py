@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SHARED_DATA
 
-from minigpt.data.instruct import IGNORE_INDEX, Dolly, InstructDataModule, pad_batch
-from minigpt.data.prompts import PROMPT_STYLES, style_by_name
+from minigpt.constants import IGNORE_INDEX
+from minigpt.data.instruct import Dolly, InstructDataModule, pad_batch
 from minigpt.errors import MinigptError
+from minigpt.prompts import PROMPT_STYLES, style_by_name
 from minigpt.tokenizers import END_OF_TEXT_CHAR
 
 FIXTURE = REPO / "tests" / "fixtures" / "dolly6.jsonl"

@@ -9,9 +9,10 @@ import pytest
 from conftest import LINES, SHARED_DATA
 from torch.utils.data import DataLoader
 
-from minigpt.data import TextDataModule, WikiText103, streaming
+from minigpt.corpus import streaming
+from minigpt.corpus.streaming import TextFile
+from minigpt.data import TextDataModule, WikiText103
 from minigpt.data import text as text_module
-from minigpt.data.streaming import TextFile
 from minigpt.data.windows import EpochWindowBatches
 from minigpt.errors import MinigptError
 from minigpt.tokenizers import BPETokenizer, CharTokenizer, TokenizerSpec

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from minigpt.data.sources import KnownDirectory, KnownFile, resolve_directory
-from minigpt.data.streaming import TextFile, TextSource
+from minigpt.corpus.sources import KnownDirectory, KnownFile, resolve_directory
+from minigpt.corpus.streaming import TextFile, TextSource
 from minigpt.data.text import TextDataModule
-from minigpt.errors import MinigptError
+from minigpt.errors import MinigptError, first_line
 from minigpt.tokenizers import TokenizerSpec
 
 
@@ -103,9 +103,9 @@ class WikiText103(TextDataModule):
                         out.write(row["text"])
             except Exception as error:  # datasets raises many kinds (connection, hub, file system)
                 partial.unlink(missing_ok=True)
-                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
                 raise MinigptError(
-                    f"could not download {name} ({config}) {split} split ({reason}); provide the files instead: "
+                    f"could not download {name} ({config}) {split} split ({first_line(error)}); provide the files "
+                    "instead: "
                     f"pass data.path=FOLDER holding {', '.join(cls.standard_files.values())}, or set "
                     f"$MINIGPT_DATA_DIR so that $MINIGPT_DATA_DIR/wikitext/ holds them"
                 ) from None

@@ -1,7 +1,7 @@
 """Instruction tuning data: JSONL records of instruction, context and response, as padded batches.
 
 Each record becomes `prompt + response + end-of-text`, where the prompt is the record's
-instruction and context wrapped in a prompt style (minigpt.data.prompts). The model reads the
+instruction and context wrapped in a prompt style (minigpt.prompts). The model reads the
 sequence without its last token and is scored on predicting the next one; label -100 marks
 positions that are not scored (the prompt, when `mask_prompt` is on, and padding).
 """
@@ -20,16 +20,14 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
-from minigpt.data.prompts import PromptStyle, style_by_name
-from minigpt.data.sources import KnownFile, decode_text, resolve_file
+from minigpt.constants import IGNORE_INDEX
+from minigpt.corpus.sources import KnownFile, decode_text, resolve_file
 from minigpt.data.vocabulary import covering
 from minigpt.data.windows import check_batching
 from minigpt.errors import MinigptError
-from minigpt.pretrained import load_pretrained_tokenizer
+from minigpt.pretrained import load_tokenizer
+from minigpt.prompts import PromptStyle, style_by_name
 from minigpt.tokenizers import END_OF_TEXT_CHAR, CharTokenizer, Tokenizer, end_of_text_id
-
-# Labels that are not scored: cross_entropy's default ignore_index, which LanguageModel.loss uses.
-IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
@@ -271,7 +269,7 @@ class InstructDataModule(LightningDataModule):
         text = "".join(r.instruction + r.context + r.response for r in records)
         text += self.style.with_context + self.style.without_context + END_OF_TEXT_CHAR
         if self.tokenizer is None and self.tokenizer_from is not None:
-            self.tokenizer = load_pretrained_tokenizer(self.tokenizer_from, key="data.tokenizer_from")
+            self.tokenizer = load_tokenizer(self.tokenizer_from, key="data.tokenizer_from")
         if self.tokenizer is None:
             self.tokenizer = CharTokenizer.train(text)
         else:

@@ -12,13 +12,13 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from minigpt.data.cache import build_splits, cache_key, load_splits, local_rank, wait_for_splits
-from minigpt.data.sources import KnownFile, cache_root, decode_text, resolve_file
-from minigpt.data.streaming import DecodeErrors, InMemoryText, TextSource, default_workers
+from minigpt.corpus.cache import build_splits, cache_key, load_splits, local_rank, wait_for_splits
+from minigpt.corpus.sources import KnownFile, cache_root, decode_text, resolve_file
+from minigpt.corpus.streaming import DecodeErrors, InMemoryText, TextSource, default_workers
 from minigpt.data.vocabulary import covering
 from minigpt.data.windows import EpochWindowBatches, RandomWindowBatches, SequentialWindows, check_batching
 from minigpt.errors import MinigptError
-from minigpt.pretrained import load_pretrained_tokenizer
+from minigpt.pretrained import load_tokenizer
 from minigpt.tokenizers import Tokenizer, TokenizerSpec, tokenizer_from_json
 
 
@@ -120,7 +120,7 @@ class TextDataModule(LightningDataModule):
         if self.tokenizer is not None:
             tokenizer = self._covering(self.tokenizer, sources)
         elif self.tokenizer_from is not None and not self.tokenizer_is_explicit:
-            given = load_pretrained_tokenizer(self.tokenizer_from, key="data.tokenizer_from")
+            given = load_tokenizer(self.tokenizer_from, key="data.tokenizer_from")
             tokenizer = self._covering(given, sources)
         else:
             tokenizer = self._tokenizer(sources, fingerprints)
@@ -148,7 +148,8 @@ class TextDataModule(LightningDataModule):
         """The configured tokenizer: loaded, or trained on the training split (and cached)."""
         spec = self.tokenizer_spec
         if not spec.is_trained:
-            return spec.load()
+            assert spec.path is not None
+            return load_tokenizer(spec.path, key="tokenizer.path")
         # A character vocabulary is the alphabet of every split; learned merges see train only.
         learned_from = list(sources) if spec.kind == "char" else ["train"]
         key = cache_key(spec.fingerprint(), *(fingerprints[name] for name in learned_from))

@@ -14,7 +14,7 @@ from minigpt.tokenizers.base import (
 )
 from minigpt.tokenizers.char import END_OF_TEXT_CHAR, CharTokenizer, end_of_text_id
 from minigpt.tokenizers.huggingface import SPLIT_PATTERNS, BPETokenizer, PretrainedTokenizer
-from minigpt.tokenizers.spec import TokenizerSpec, load_tokenizer
+from minigpt.tokenizers.spec import TokenizerSpec
 
 __all__ = [
     "END_OF_TEXT",
@@ -28,6 +28,5 @@ __all__ = [
     "Tokenizer",
     "TokenizerSpec",
     "end_of_text_id",
-    "load_tokenizer",
     "tokenizer_from_json",
 ]

@@ -18,7 +18,7 @@ import numpy as np
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as Backend
 
-from minigpt.errors import MinigptError
+from minigpt.errors import MinigptError, first_line
 from minigpt.tokenizers.base import END_OF_TEXT, PADDING, SPECIAL_TOKENS, register
 
 # The pre-tokenizer patterns of GPT-2 (Radford et al., 2019) and of GPT-4's cl100k_base. GPT-4's
@@ -197,21 +197,9 @@ class PretrainedTokenizer(HuggingFaceTokenizer):
         try:
             return cls(Backend.from_file(str(path)), source=str(path))
         except Exception as error:  # the backend reports any parse failure as a plain Exception
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise MinigptError(
-                f"{key}: {path} is not a tokenizer file ({reason}); give a tokenizer.json saved by Hugging Face "
-                "tokenizers or a file written by `minigpt tokenizer train`"
-            ) from None
-
-    @classmethod
-    def from_hub(cls, name: str, key: str = "tokenizer.path") -> PretrainedTokenizer:
-        try:
-            return cls(Backend.from_pretrained(name), source=name)
-        except Exception as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise MinigptError(
-                f"{key}: could not fetch tokenizer {name!r} from the Hugging Face hub ({reason}); "
-                "check the name, or download its tokenizer.json and pass that file's path"
+                f"{key}: {path} is not a tokenizer file ({first_line(error)}); give a tokenizer.json saved by "
+                "Hugging Face tokenizers or a file written by `minigpt tokenizer train`"
             ) from None
 
     def to_json(self) -> str:

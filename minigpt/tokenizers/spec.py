@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Literal
 
 from minigpt.errors import MinigptError
-from minigpt.tokenizers.base import Tokenizer, tokenizer_from_json
+from minigpt.tokenizers.base import Tokenizer
 from minigpt.tokenizers.char import CharTokenizer
-from minigpt.tokenizers.huggingface import SPLIT_PATTERNS, BPETokenizer, PretrainedTokenizer
+from minigpt.tokenizers.huggingface import SPLIT_PATTERNS, BPETokenizer
 
 TRAINED_KINDS = ("char", "bpe", "regex-bpe")
 KINDS = (*TRAINED_KINDS, "pretrained")
-FILE_SUFFIXES = (".json", ".ckpt")
 
 
 @dataclass
@@ -90,39 +88,9 @@ class TokenizerSpec:
             assert self.vocab_size is not None
             texts = _first_chars(training_text, self.max_training_chars)
             return BPETokenizer.train(texts, self.vocab_size, self.kind, self.pattern, self.min_frequency)
-        raise MinigptError(f"tokenizer kind {self.kind} is loaded, not trained; call load()")
-
-    def load(self) -> Tokenizer:
-        assert self.path is not None
-        return load_tokenizer(self.path)
-
-
-def load_tokenizer(path: str, key: str = "tokenizer.path") -> Tokenizer:
-    """A tokenizer from a file (minigpt JSON, HF tokenizer.json, minigpt checkpoint) or a hub name."""
-    local = Path(path).expanduser()
-    looks_local = local.suffix in FILE_SUFFIXES or path.startswith((".", "/", "~")) or local.exists()
-    if not looks_local:
-        return PretrainedTokenizer.from_hub(path, key)
-    if not local.is_file():
-        raise MinigptError(f"{key}: {local} does not exist; pass a tokenizer.json file or a hub name such as gpt2")
-    if local.suffix == ".ckpt":
-        from minigpt.checkpoint import read_checkpoint  # the checkpoint module imports this package
-
-        meta = read_checkpoint(local, key)["minigpt"]
-        return tokenizer_from_json(meta["tokenizer"], source=f"tokenizer in {local}")
-    try:
-        text = local.read_text(encoding="utf-8")
-        data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        data = None
-    if isinstance(data, dict) and "kind" in data:
-        return tokenizer_from_json(text, source=str(local))
-    if isinstance(data, dict) and "model" in data:
-        return PretrainedTokenizer.from_file(str(local), key)
-    raise MinigptError(
-        f"{key}: {local} is not a tokenizer file (neither a Hugging Face tokenizer.json nor a minigpt tokenizer); "
-        "pass a tokenizer.json or a file written by `minigpt tokenizer train`"
-    )
+        raise MinigptError(
+            f"tokenizer kind {self.kind} is loaded, not trained: minigpt.pretrained.load_tokenizer reads it"
+        )
 
 
 def _first_chars(chunks: Iterable[str], limit: int | None) -> Iterator[str]:

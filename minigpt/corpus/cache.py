@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minigpt.data.streaming import TextSource, encode_to_file
+from minigpt.corpus.pool import tokenizing_pool
+from minigpt.corpus.streaming import TextSource, encode_to_file
 from minigpt.tokenizers import Tokenizer
-from minigpt.tokenizers.pool import tokenizing_pool
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

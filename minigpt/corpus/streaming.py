@@ -19,9 +19,9 @@ from typing import BinaryIO, Literal
 
 import numpy as np
 
+from minigpt.corpus.pool import TokenizingPool
 from minigpt.errors import MinigptError
 from minigpt.tokenizers import Tokenizer
-from minigpt.tokenizers.pool import TokenizingPool
 
 CHUNK_BYTES = 1 << 18  # 256 KiB: encoding one costs a worker ~20 MB; 1 MiB cost ~140 MB
 WORKERS_FROM_BYTES = 16 << 20
