@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from minigpt.data import TextDataModule
 from minigpt.errors import MinigptError
 from minigpt.module import LanguageModel
-from minigpt.tokenizers import TokenizerSpec
+from minigpt.tokenizers import TokenizerSpec, trainable_kinds
 
 
 @dataclass
@@ -34,15 +34,14 @@ class ComparisonRow:
 def parse_tokenizer_label(label: str) -> TokenizerSpec:
     """`char`, `bpe:2048`, `regex-bpe:2048` or `regex-bpe:2048:gpt2` as a TokenizerSpec."""
     kind, *rest = label.split(":")
+    usage = f"--tokenizers: {label!r} should read KIND[:VOCAB_SIZE[:PATTERN]] with a trainable KIND, e.g. bpe:2048"
+    if kind not in trainable_kinds() or len(rest) > 2:
+        raise MinigptError(usage)
     try:
         vocab_size = int(rest[0]) if rest else None
     except ValueError:
-        raise MinigptError(f"--tokenizers: {label!r} should read KIND[:VOCAB_SIZE[:PATTERN]], e.g. bpe:2048") from None
-    if kind == "regex-bpe":
-        return TokenizerSpec(kind=kind, vocab_size=vocab_size, pattern=rest[1] if len(rest) > 1 else "gpt4")
-    if len(rest) > 1 or kind == "pretrained":
-        raise MinigptError(f"--tokenizers: {label!r} should read KIND[:VOCAB_SIZE[:PATTERN]], e.g. bpe:2048")
-    return TokenizerSpec(kind=kind, vocab_size=vocab_size)  # type: ignore[arg-type]
+        raise MinigptError(usage) from None
+    return TokenizerSpec(kind=kind, vocab_size=vocab_size, pattern=rest[1] if len(rest) > 1 else "gpt4")
 
 
 @dataclass

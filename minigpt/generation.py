@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from minigpt.errors import MinigptError
-from minigpt.tokenizers import Tokenizer, end_of_text_id
+from minigpt.tokenizers import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ def stream_samples(
 def _text_pieces(
     steps: Iterator[torch.Tensor], tokenizer: Tokenizer, scanners: list[StopScanner]
 ) -> Iterator[list[str]]:
-    eot = end_of_text_id(tokenizer)
+    eot = tokenizer.eot_id
     new_ids: list[list[int]] = [[] for _ in scanners]
     for step in steps:
         pieces = []

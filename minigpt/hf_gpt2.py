@@ -14,8 +14,7 @@ import torch
 
 from minigpt.errors import MinigptError
 from minigpt.model import GPT, GPTConfig
-from minigpt.tokenizers import CharTokenizer, PretrainedTokenizer, Tokenizer
-from minigpt.tokenizers.huggingface import HuggingFaceTokenizer
+from minigpt.tokenizers import PretrainedTokenizer, Tokenizer
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -131,18 +130,6 @@ def read_gpt2_dir(directory: Path) -> tuple[GPTConfig, dict[str, torch.Tensor], 
     return config, state, tokenizer
 
 
-def char_tokenizer_json(tokenizer: CharTokenizer) -> str:
-    """A Hugging Face tokenizer.json with minigpt's character ids: one token per character."""
-    from tokenizers import Regex, decoders, models, pre_tokenizers
-    from tokenizers import Tokenizer as HFTokenizer
-
-    vocab = {char: index for index, char in enumerate(tokenizer.chars)}
-    hf = HFTokenizer(models.WordLevel(vocab, unk_token=tokenizer.chars[0]))
-    hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    hf.decoder = decoders.Fuse()
-    return hf.to_str()
-
-
 def export_gpt2(model: GPT, tokenizer: Tokenizer, out: Path) -> None:
     """Write `model` and `tokenizer` to `out` in the format GPT2LMHeadModel.from_pretrained reads."""
     from safetensors.torch import save_file
@@ -166,10 +153,4 @@ def export_gpt2(model: GPT, tokenizer: Tokenizer, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(config_to_hf(config), indent=2) + "\n", encoding="utf-8")
-    if isinstance(tokenizer, HuggingFaceTokenizer):
-        tokenizer_json = json.dumps(tokenizer.backend_dict())
-    elif isinstance(tokenizer, CharTokenizer):
-        tokenizer_json = char_tokenizer_json(tokenizer)
-    else:
-        raise MinigptError(f"no tokenizer.json export for the {tokenizer.kind!r} tokenizer kind")
-    (out / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
+    (out / "tokenizer.json").write_text(tokenizer.to_huggingface(), encoding="utf-8")

@@ -21,7 +21,7 @@ from minigpt.errors import MinigptError, first_line
 from minigpt.generation import generate_text
 from minigpt.model import GPT, PRESETS
 from minigpt.optim import adamw_groups, warmup_cosine
-from minigpt.pretrained import extends, fit_vocabulary, load_pretrained
+from minigpt.pretrained import fit_vocabulary, load_pretrained
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
 RNG_KEY = "minigpt_rng"
@@ -188,7 +188,7 @@ class LanguageModel(LightningModule):
         if datamodule is not None and getattr(datamodule, "prompt_style", None) is not None:
             self.prompt_style = datamodule.prompt_style
         known = self.init_tokenizer
-        if self.tokenizer is not None and known is not None and not extends(self.tokenizer, known):
+        if self.tokenizer is not None and known is not None and not self.tokenizer.extends(known):
             raise MinigptError(
                 f"the data's tokenizer is not the one model.init_from {self.hparams.init_from} was trained "
                 "with; set data.tokenizer_from to the same source (the CLI links it from model.init_from)"

@@ -18,7 +18,7 @@ from minigpt.checkpoint import network_state, read_checkpoint, stored_tokenizer
 from minigpt.errors import MinigptError, first_line
 from minigpt.hf_gpt2 import REQUIRED_FILES, read_gpt2_dir
 from minigpt.model import GPTConfig
-from minigpt.tokenizers import CharTokenizer, PretrainedTokenizer, Tokenizer, tokenizer_from_json
+from minigpt.tokenizers import PretrainedTokenizer, Tokenizer, tokenizer_from_json
 
 HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 # Suffixes of files, never of hub names: such a source that does not exist is a missing file.
@@ -102,13 +102,6 @@ def load_pretrained(source: str, key: str = KEY) -> Pretrained:
         raise MinigptError(f"{key}: {path} holds a {meta['arch']} model; fine-tuning starts from GPT checkpoints")
     config = GPTConfig.from_dict(meta["model_config"])
     return Pretrained(config, network_state(checkpoint), stored_tokenizer(checkpoint, path), source)
-
-
-def extends(tokenizer: Tokenizer, base: Tokenizer) -> bool:
-    """Whether `tokenizer` gives every token of `base` the same id (it may add tokens after them)."""
-    if isinstance(tokenizer, CharTokenizer) and isinstance(base, CharTokenizer):
-        return tokenizer.chars[: len(base.chars)] == base.chars
-    return tokenizer.to_json() == base.to_json()
 
 
 def fit_vocabulary(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

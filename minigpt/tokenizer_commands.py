@@ -12,7 +12,7 @@ from minigpt.comparison import TrainingSetup, compare_tokenizers, markdown_table
 from minigpt.corpus.sources import check_readable_file
 from minigpt.corpus.streaming import TextFile
 from minigpt.errors import MinigptError
-from minigpt.tokenizers import SPLIT_PATTERNS, TokenizerSpec
+from minigpt.tokenizers import SPLIT_PATTERNS, TokenizerSpec, trainable_kinds
 
 DEFAULT_COMPARISON = ["char", "bpe:512", "bpe:2048", "regex-bpe:512", "regex-bpe:2048", "regex-bpe:2048:gpt2"]
 
@@ -23,7 +23,7 @@ def train_parser() -> argparse.ArgumentParser:
         description="Train a tokenizer on a text file and save it as JSON (use it with "
         "data.tokenizer: {kind: pretrained, path: FILE}). Give it training text only.",
     )
-    parser.add_argument("--kind", required=True, choices=["char", "bpe", "regex-bpe"])
+    parser.add_argument("--kind", required=True, choices=trainable_kinds())
     parser.add_argument("--vocab_size", type=int, default=None, help="ids to learn (bpe kinds: 258 or more)")
     parser.add_argument("--pattern", default="gpt4", choices=sorted(SPLIT_PATTERNS), help="regex-bpe's split regex")
     parser.add_argument("--input", required=True, help="UTF-8 text file to learn from")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,14 @@ from minigpt.errors import MinigptError
 from minigpt.pretrained import load_tokenizer
 from minigpt.tokenizers import (
     END_OF_TEXT,
+    TOKENIZER_KINDS,
     BPETokenizer,
     CharTokenizer,
     PretrainedTokenizer,
+    Tokenizer,
     TokenizerSpec,
     tokenizer_from_json,
+    trainable_kinds,
 )
 
 TRICKY = "Hello,  world!\n\tTabs and  spaces\n\nünïcödé — “quotes” 🙂\r\n   trailing   \n\n\n"
@@ -23,11 +27,12 @@ TRAINING = [line * 3 for line in LINES] * 20 + [TRICKY]
 
 
 def trained(kind: str, vocab_size: int = 300, pattern: str = "gpt4") -> BPETokenizer:
-    return BPETokenizer.train(TRAINING, vocab_size, kind=kind, pattern=pattern, min_frequency=1)
+    options = TokenizerSpec(kind=kind, vocab_size=vocab_size, pattern=pattern, min_frequency=1)
+    return options.train(TRAINING)
 
 
 def test_char_round_trip_on_tricky_text() -> None:
-    tokenizer = CharTokenizer.train(TRICKY)
+    tokenizer = CharTokenizer.from_text(TRICKY)
     ids = tokenizer.encode(TRICKY)
     assert len(ids) == len(TRICKY)
     assert tokenizer.decode(ids) == TRICKY
@@ -36,13 +41,13 @@ def test_char_round_trip_on_tricky_text() -> None:
 
 
 def test_ids_follow_sorted_characters() -> None:
-    tokenizer = CharTokenizer.train("cab\n")
+    tokenizer = CharTokenizer.from_text("cab\n")
     assert tokenizer.chars == ["\n", "a", "b", "c"]
     assert tokenizer.encode("abc") == [1, 2, 3]
 
 
 def test_char_special_tokens_come_after_the_alphabet() -> None:
-    tokenizer = CharTokenizer.train("cab\n", special_tokens=True)
+    tokenizer = CharTokenizer.from_text("cab\n", special_tokens=True)
     assert tokenizer.vocab_size == 6
     assert (tokenizer.eot_id, tokenizer.pad_id) == (4, 5)
     assert tokenizer.decode([1, tokenizer.eot_id]) == "a" + END_OF_TEXT
@@ -52,13 +57,13 @@ def test_char_special_tokens_come_after_the_alphabet() -> None:
 
 
 def test_unknown_characters_are_named() -> None:
-    tokenizer = CharTokenizer.train("abc")
+    tokenizer = CharTokenizer.from_text("abc")
     with pytest.raises(MinigptError, match="outside the tokenizer's vocabulary: 'xz'"):
         tokenizer.encode("axbzc")
 
 
 def test_json_round_trip() -> None:
-    tokenizer = CharTokenizer.train(TRICKY)
+    tokenizer = CharTokenizer.from_text(TRICKY)
     restored = tokenizer_from_json(tokenizer.to_json())
     assert restored.chars == tokenizer.chars
     assert restored.decode(restored.encode(TRICKY)) == TRICKY
@@ -90,7 +95,7 @@ def test_bpe_special_tokens_have_fixed_ids() -> None:
 
 @pytest.mark.parametrize("kind", ["char", "bpe", "regex-bpe"])
 def test_token_char_lengths_add_up_to_the_text_length(kind: str) -> None:
-    tokenizer = CharTokenizer.train(TRICKY) if kind == "char" else trained(kind)
+    tokenizer = CharTokenizer.from_text(TRICKY) if kind == "char" else trained(kind)
     lengths = tokenizer.token_char_lengths()
     # Multi-byte characters split across tokens still count once each.
     assert int(lengths[np.array(tokenizer.encode(TRICKY))].sum()) == len(TRICKY)
@@ -209,3 +214,51 @@ def test_gpt2_style_json_gets_pad_from_end_of_text(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     tokenizer = load_tokenizer(str(path))
     assert tokenizer.pad_id == tokenizer.eot_id == 0
+
+
+class ByteTokenizer(Tokenizer):
+    """A tokenizer kind defined outside the package: one id per UTF-8 byte."""
+
+    kind = "test-bytes"
+    trainable = True
+
+    @classmethod
+    def train(cls, texts: Iterable[str], options: object) -> ByteTokenizer:
+        return cls()
+
+    @property
+    def vocab_size(self) -> int:
+        return 256
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return bytes(ids).decode("utf-8", errors="replace")
+
+    def token_char_lengths(self) -> np.ndarray:
+        return np.array([0 if 0x80 <= byte < 0xC0 else 1 for byte in range(256)])
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind})
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ByteTokenizer:
+        return cls()
+
+    def to_huggingface(self) -> str:
+        raise NotImplementedError
+
+
+def test_a_new_kind_is_one_class_and_works_everywhere(corpus: Path) -> None:
+    """Defining the class registers it: the config block, training, checkpoints and generation take it."""
+    from conftest import tiny_fit_args
+
+    from minigpt import load_checkpoint
+    from minigpt.cli import main
+
+    assert TOKENIZER_KINDS["test-bytes"] is ByteTokenizer and "test-bytes" in trainable_kinds()
+    main(tiny_fit_args(corpus, max_steps=5, **{"data.tokenizer.kind": "test-bytes"}))
+    checkpoint = load_checkpoint("lightning_logs/version_0/checkpoints/last.ckpt")
+    assert isinstance(checkpoint.tokenizer, ByteTokenizer) and checkpoint.model.config.vocab_size == 256
+    assert checkpoint.tokenizer.encode("RO") == [82, 79] and isinstance(checkpoint.generate("ROMEO:", 5)[0], str)

@@ -27,7 +27,7 @@ from minigpt.data.windows import check_batching
 from minigpt.errors import MinigptError
 from minigpt.pretrained import load_tokenizer
 from minigpt.prompts import PromptStyle, style_by_name
-from minigpt.tokenizers import END_OF_TEXT_CHAR, CharTokenizer, Tokenizer, end_of_text_id
+from minigpt.tokenizers import END_OF_TEXT_CHAR, CharTokenizer, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def encode_example(
         response = tokenizer.encode(record.response)
     except MinigptError as error:
         raise MinigptError(f"data.path: {source} line {record.line}: {error}") from None
-    eot = end_of_text_id(tokenizer)
+    eot = tokenizer.eot_id
     sequence = (prompt + response + ([] if eot is None else [eot]))[: block_size + 1]
     if len(prompt) >= len(sequence):
         return None
@@ -271,10 +271,10 @@ class InstructDataModule(LightningDataModule):
         if self.tokenizer is None and self.tokenizer_from is not None:
             self.tokenizer = load_tokenizer(self.tokenizer_from, key="data.tokenizer_from")
         if self.tokenizer is None:
-            self.tokenizer = CharTokenizer.train(text)
+            self.tokenizer = CharTokenizer.from_text(text)
         else:
             self.tokenizer = covering(self.tokenizer, text, str(path))
-        if end_of_text_id(self.tokenizer) is None:
+        if self.tokenizer.eot_id is None:
             rank_zero_warn(
                 "the tokenizer has no end-of-text token: responses are not taught to stop, so generation "
                 "ends only at max_new_tokens or a stop sequence"
@@ -321,8 +321,8 @@ class InstructDataModule(LightningDataModule):
     def _pad_id(self) -> int:
         # Padding is never scored and sits after the tokens that matter: any id will do.
         assert self.tokenizer is not None
-        pad = getattr(self.tokenizer, "pad_id", None)
-        return pad if pad is not None else (end_of_text_id(self.tokenizer) or 0)
+        pad = self.tokenizer.pad_id
+        return pad if pad is not None else (self.tokenizer.eot_id or 0)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(

@@ -151,7 +151,7 @@ class TextDataModule(LightningDataModule):
             assert spec.path is not None
             return load_tokenizer(spec.path, key="tokenizer.path")
         # A character vocabulary is the alphabet of every split; learned merges see train only.
-        learned_from = list(sources) if spec.kind == "char" else ["train"]
+        learned_from = list(sources) if spec.tokenizer_class.learns_from_every_split else ["train"]
         key = cache_key(spec.fingerprint(), *(fingerprints[name] for name in learned_from))
         saved = self.cache_dir / "tokenizers" / f"{key}.json"
         if not saved.is_file() and local_rank() > 0:
@@ -161,8 +161,7 @@ class TextDataModule(LightningDataModule):
                 time.sleep(1.0)
         if saved.is_file():
             return tokenizer_from_json(saved.read_text(), source=str(saved))
-        alphabet = chain.from_iterable(sources[name].chunks() for name in learned_from)
-        tokenizer = spec.train(sources["train"].chunks(), alphabet_text=alphabet if spec.kind == "char" else None)
+        tokenizer = spec.train(chain.from_iterable(sources[name].chunks() for name in learned_from))
         saved.parent.mkdir(parents=True, exist_ok=True)
         partial = saved.with_suffix(f".{id(self)}.part")
         partial.write_text(tokenizer.to_json())

@@ -1,8 +1,8 @@
 """Tokenizers: text to ids and back, serialisable to JSON so a checkpoint carries its own.
 
-Kinds: `char`, `bpe`, `regex-bpe` (trained on the training split) and `pretrained` (any
-tokenizer.json). Every kind registers itself in `TOKENIZER_KINDS`; `tokenizer_from_json` reads
-any of them back from the `kind` field.
+Each kind is one module with one `Tokenizer` subclass, registered by defining it:
+`char`, `bpe` and `regex-bpe` (trained on the training split) and `pretrained` (any
+tokenizer.json). `tokenizer_from_json` reads any of them back from its `kind` field.
 """
 
 from minigpt.tokenizers.base import (
@@ -11,9 +11,11 @@ from minigpt.tokenizers.base import (
     TOKENIZER_KINDS,
     Tokenizer,
     tokenizer_from_json,
+    trainable_kinds,
 )
-from minigpt.tokenizers.char import END_OF_TEXT_CHAR, CharTokenizer, end_of_text_id
-from minigpt.tokenizers.huggingface import SPLIT_PATTERNS, BPETokenizer, PretrainedTokenizer
+from minigpt.tokenizers.bpe import SPLIT_PATTERNS, BPETokenizer, RegexBPETokenizer
+from minigpt.tokenizers.char import END_OF_TEXT_CHAR, CharTokenizer
+from minigpt.tokenizers.huggingface import PretrainedTokenizer
 from minigpt.tokenizers.spec import TokenizerSpec
 
 __all__ = [
@@ -25,8 +27,9 @@ __all__ = [
     "BPETokenizer",
     "CharTokenizer",
     "PretrainedTokenizer",
+    "RegexBPETokenizer",
     "Tokenizer",
     "TokenizerSpec",
-    "end_of_text_id",
     "tokenizer_from_json",
+    "trainable_kinds",
 ]

@@ -1,8 +1,13 @@
-"""What every tokenizer offers, and the registry that reads any of them back from JSON."""
+"""What every tokenizer offers, and the registry that knows every kind.
+
+A kind is one subclass of `Tokenizer` with a `kind` name; defining it registers it, so a new
+kind is one new module (imported by `minigpt.tokenizers`) and nothing else lists it.
+"""
 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Protocol
 
@@ -14,47 +19,101 @@ END_OF_TEXT = "<|endoftext|>"
 PADDING = "<|pad|>"
 SPECIAL_TOKENS = (END_OF_TEXT, PADDING)
 
+TOKENIZER_KINDS: dict[str, type[Tokenizer]] = {}
 
-class Tokenizer(Protocol):
+
+class TrainingOptions(Protocol):
+    """The settings a trainable kind reads (the `tokenizer:` block, minigpt.tokenizers.TokenizerSpec)."""
+
+    vocab_size: int | None
+    pattern: str
+    special_tokens: bool
+    min_frequency: int
+
+
+class Tokenizer(ABC):
+    """Text to ids and back, serialisable to JSON so that a checkpoint carries its own."""
+
     kind: ClassVar[str]
+    # Kinds learned from text (`train`), rather than loaded from a file.
+    trainable: ClassVar[bool] = False
+    # A vocabulary that is an alphabet (characters) must cover every split, not only the
+    # training text, or validation would meet unknown symbols.
+    learns_from_every_split: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            TOKENIZER_KINDS[cls.kind] = cls
 
     @property
+    @abstractmethod
     def vocab_size(self) -> int: ...
 
     @property
     def eot_id(self) -> int | None:
-        """Id of the end-of-text token, which separates documents; None when there is none."""
-        ...
+        """Id of the end-of-text token, which ends a document or a response; None when there is none."""
+        return None
 
     @property
     def pad_id(self) -> int | None:
         """Id that pads batches of unequal length; None when there is none."""
-        ...
+        return None
 
+    @abstractmethod
     def encode(self, text: str) -> list[int]: ...
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.encode(text) for text in texts]
 
+    @abstractmethod
     def decode(self, ids: Iterable[int]) -> str: ...
 
+    @abstractmethod
     def token_char_lengths(self) -> np.ndarray:
         """Characters each token id stands for; turns nats per token into bits per character.
 
         Summed over the ids of any text, it gives that text's length in characters, so bits per
         character rank tokenizers of every kind on one scale.
         """
-        ...
 
-    def to_json(self) -> str: ...
+    @abstractmethod
+    def to_json(self) -> str:
+        """minigpt's form: a JSON object with a `kind` field, read back by `tokenizer_from_json`."""
+
+    @classmethod
+    @abstractmethod
+    def from_dict(cls, data: dict[str, Any]) -> Tokenizer: ...
+
+    @abstractmethod
+    def to_huggingface(self) -> str:
+        """The same tokenizer as a Hugging Face `tokenizer.json`: same ids for every text."""
+
+    @classmethod
+    def train(cls, texts: Iterable[str], options: TrainingOptions) -> Tokenizer:
+        """Learn this kind from chunks of text (trainable kinds only)."""
+        raise MinigptError(f"tokenizer kind {cls.kind} is loaded from a file, not trained; set tokenizer.path")
+
+    @classmethod
+    def check_options(cls, options: TrainingOptions) -> None:
+        """Refuse, with one line naming the key, settings this kind cannot train with."""
+        return None  # the kinds that need settings check them
+
+    def extended(self, text: str) -> Tokenizer:
+        """A tokenizer that also covers `text`, giving every existing token the same id.
+
+        Byte-level kinds already cover any text and return themselves; a character vocabulary
+        appends the characters it lacks.
+        """
+        return self
+
+    def extends(self, base: Tokenizer) -> bool:
+        """Whether this tokenizer gives every token of `base` the same id (it may add tokens after them)."""
+        return self.to_json() == base.to_json()
 
 
-TOKENIZER_KINDS: dict[str, Any] = {}
-
-
-def register(cls: type) -> type:
-    for kind in getattr(cls, "kinds", None) or (cls.kind,):
-        TOKENIZER_KINDS[kind] = cls
-    return cls
+def trainable_kinds() -> list[str]:
+    return [kind for kind, cls in TOKENIZER_KINDS.items() if cls.trainable]
 
 
 def parse_tokenizer_json(text: str, source: str) -> dict[str, Any]:

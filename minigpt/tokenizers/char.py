@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+from tokenizers import Regex, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer as Backend
 
 from minigpt.errors import MinigptError
-from minigpt.tokenizers.base import SPECIAL_TOKENS, Tokenizer, register
+from minigpt.tokenizers.base import SPECIAL_TOKENS, Tokenizer, TrainingOptions
+
+# ASCII's own "end of text" control character: a character vocabulary without special tokens
+# that holds it (the instruction data module adds it) ends responses with it.
+END_OF_TEXT_CHAR = "\x03"
 
 
-@register
-class CharTokenizer:
+class CharTokenizer(Tokenizer):
     """Ids in sorted character order; with `special_tokens`, end-of-text and padding come last.
 
     Special tokens are off by default so Tiny Shakespeare keeps nanoGPT's 65-id vocabulary. They
@@ -21,6 +26,8 @@ class CharTokenizer:
     """
 
     kind: ClassVar[str] = "char"
+    trainable: ClassVar[bool] = True
+    learns_from_every_split: ClassVar[bool] = True
 
     def __init__(self, chars: Sequence[str], special_tokens: bool = False) -> None:
         if not chars:
@@ -33,12 +40,22 @@ class CharTokenizer:
         self._pieces = self.chars + (list(SPECIAL_TOKENS) if special_tokens else [])
 
     @classmethod
-    def train(cls, text: str | Iterable[str], special_tokens: bool = False) -> CharTokenizer:
+    def from_text(cls, text: str | Iterable[str], special_tokens: bool = False) -> CharTokenizer:
         """The alphabet of `text` (a string, or chunks of one)."""
         alphabet: set[str] = set()
         for chunk in [text] if isinstance(text, str) else text:
             alphabet.update(chunk)
         return cls(sorted(alphabet), special_tokens)
+
+    @classmethod
+    def train(cls, texts: Iterable[str], options: TrainingOptions) -> CharTokenizer:
+        tokenizer = cls.from_text(texts, options.special_tokens)
+        if options.vocab_size is not None and len(tokenizer.chars) > options.vocab_size:
+            raise MinigptError(
+                f"tokenizer.vocab_size {options.vocab_size} is smaller than the corpus's alphabet of "
+                f"{len(tokenizer.chars)} characters; raise it or leave it unset"
+            )
+        return tokenizer
 
     @property
     def vocab_size(self) -> int:
@@ -46,7 +63,9 @@ class CharTokenizer:
 
     @property
     def eot_id(self) -> int | None:
-        return len(self.chars) if self.special_tokens else None
+        if self.special_tokens:
+            return len(self.chars)
+        return self._ids.get(END_OF_TEXT_CHAR)
 
     @property
     def pad_id(self) -> int | None:
@@ -56,11 +75,7 @@ class CharTokenizer:
         return sorted(set(text) - self._ids.keys())
 
     def extended(self, text: str) -> CharTokenizer:
-        """This vocabulary plus the characters of `text` it lacks, appended in sorted order.
-
-        Existing ids keep their meaning, so a checkpoint's embedding rows stay valid and only the
-        new characters need new rows (see `minigpt.pretrained.fit_vocabulary`).
-        """
+        """This vocabulary plus the characters of `text` it lacks, appended in sorted order."""
         added = self.unknown_characters(text)
         if not added:
             return self
@@ -72,6 +87,13 @@ class CharTokenizer:
             )
         return CharTokenizer(self.chars + added)
 
+    def extends(self, base: Tokenizer) -> bool:
+        return (
+            isinstance(base, CharTokenizer)
+            and self.special_tokens == base.special_tokens
+            and self.chars[: len(base.chars)] == base.chars
+        )
+
     def encode(self, text: str) -> list[int]:
         try:
             return [self._ids[c] for c in text]
@@ -82,9 +104,6 @@ class CharTokenizer:
                 "remove them or train on a corpus that contains them"
             ) from None
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [self.encode(text) for text in texts]
-
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self._pieces[i] for i in ids)
 
@@ -94,27 +113,21 @@ class CharTokenizer:
         return lengths
 
     def to_json(self) -> str:
-        data: dict = {"kind": self.kind, "chars": self.chars}
+        data: dict[str, Any] = {"kind": self.kind, "chars": self.chars}
         if self.special_tokens:
             data["special_tokens"] = True
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
-    def from_dict(cls, data: dict) -> CharTokenizer:
+    def from_dict(cls, data: dict[str, Any]) -> CharTokenizer:
         return cls(data["chars"], bool(data.get("special_tokens", False)))
 
-
-# ASCII's own "end of text" control character: a character tokenizer without special tokens
-# that holds it (the instruction data module adds it) uses it to mark where a response ends.
-END_OF_TEXT_CHAR = "\x03"
-
-
-def end_of_text_id(tokenizer: Tokenizer) -> int | None:
-    """The id that ends a document: the tokenizer's `eot_id` when it has one, else the id of
-    END_OF_TEXT_CHAR in a character vocabulary, else None (generation then stops only on
-    max_new_tokens or a stop sequence)."""
-    if tokenizer.eot_id is not None:
-        return tokenizer.eot_id
-    if isinstance(tokenizer, CharTokenizer) and not tokenizer.unknown_characters(END_OF_TEXT_CHAR):
-        return tokenizer.encode(END_OF_TEXT_CHAR)[0]
-    return None
+    def to_huggingface(self) -> str:
+        """A word-level vocabulary of single characters, each character its own piece."""
+        vocab = {char: index for index, char in enumerate(self.chars)}
+        backend = Backend(models.WordLevel(vocab, unk_token=self.chars[0]))
+        backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        backend.decoder = decoders.Fuse()
+        if self.special_tokens:
+            backend.add_special_tokens(list(SPECIAL_TOKENS))
+        return backend.to_str()

@@ -1,36 +1,20 @@
-"""Tokenizers backed by Hugging Face `tokenizers`: byte-level BPE trained here, or a pretrained one.
-
-`bpe` and `regex-bpe` differ only in how text is cut into pieces before merges are learned:
-`bpe` cuts only at line ends, so merges may span spaces and words; `regex-bpe` cuts with GPT-2's
-or GPT-4's regex first, so a token never spans a word and its neighbouring punctuation. Both
-work on UTF-8 bytes, so any text round-trips exactly and no character is ever unknown.
-"""
+"""Tokenizers backed by Hugging Face `tokenizers`, and the `pretrained` kind: any published
+tokenizer.json (GPT-2's, Llama's, ...) used as it is."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any, ClassVar
 
 import numpy as np
-from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as Backend
 
 from minigpt.errors import MinigptError, first_line
-from minigpt.tokenizers.base import END_OF_TEXT, PADDING, SPECIAL_TOKENS, register
+from minigpt.tokenizers.base import END_OF_TEXT, PADDING, Tokenizer
 
-# The pre-tokenizer patterns of GPT-2 (Radford et al., 2019) and of GPT-4's cl100k_base. GPT-4's
-# keeps digits in groups of at most three, takes contractions in any case, and keeps a
-# punctuation run together with the line ends that follow it.
-SPLIT_PATTERNS = {
-    "gpt2": r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
-    "gpt4": (
-        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
-        r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
-    ),
-}
 BYTE_ALPHABET_SIZE = 256
 # Common names of end-of-text and padding tokens in published tokenizer.json files.
 EOT_NAMES = (END_OF_TEXT, "</s>", "<|end_of_text|>", "<eos>", "[SEP]")
@@ -64,10 +48,8 @@ def utf8_characters(symbols: str) -> int | None:
     return sum(1 for symbol in symbols if table[symbol] & 0xC0 != 0x80)
 
 
-class HuggingFaceTokenizer:
-    """A `tokenizers.Tokenizer` behind minigpt's tokenizer interface."""
-
-    kind: ClassVar[str]
+class HuggingFaceTokenizer(Tokenizer):
+    """A `tokenizers.Tokenizer` behind minigpt's tokenizer interface (not a kind of its own)."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -118,71 +100,10 @@ class HuggingFaceTokenizer:
     def backend_dict(self) -> dict[str, Any]:
         return json.loads(self.backend.to_str())
 
-
-@register
-class BPETokenizer(HuggingFaceTokenizer):
-    """Byte-level BPE with end-of-text (id 0) and padding (id 1), trained on your corpus."""
-
-    kinds: ClassVar[tuple[str, ...]] = ("bpe", "regex-bpe")
-
-    def __init__(self, backend: Backend, kind: str, pattern: str | None) -> None:
-        super().__init__(backend)
-        self.kind = kind  # type: ignore[misc]  # one class, two registered kinds
-        self.pattern = pattern
-
-    @staticmethod
-    def minimum_vocab_size() -> int:
-        return BYTE_ALPHABET_SIZE + len(SPECIAL_TOKENS)
-
-    @classmethod
-    def train(
-        cls,
-        texts: Iterable[str],
-        vocab_size: int,
-        kind: str = "bpe",
-        pattern: str = "gpt4",
-        min_frequency: int = 2,
-        show_progress: bool = False,
-    ) -> BPETokenizer:
-        """Learn merges from `texts` (chunks of the training text) until `vocab_size` ids exist."""
-        if kind not in cls.kinds:
-            raise MinigptError(f"unknown BPE kind {kind!r}; choose one of {', '.join(cls.kinds)}")
-        if vocab_size < cls.minimum_vocab_size():
-            raise MinigptError(
-                f"tokenizer.vocab_size {vocab_size} is smaller than the byte alphabet ({BYTE_ALPHABET_SIZE} bytes "
-                f"+ {len(SPECIAL_TOKENS)} special tokens); choose {cls.minimum_vocab_size()} or more"
-            )
-        if kind == "regex-bpe" and pattern not in SPLIT_PATTERNS:
-            raise MinigptError(f"unknown tokenizer.pattern {pattern!r}; choose one of {', '.join(SPLIT_PATTERNS)}")
-        backend = Backend(models.BPE())
-        split = (
-            pre_tokenizers.Split(Regex(SPLIT_PATTERNS[pattern]), behavior="isolated")
-            if kind == "regex-bpe"
-            else pre_tokenizers.Split("\n", behavior="merged_with_previous")
-        )
-        backend.pre_tokenizer = pre_tokenizers.Sequence(
-            [split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
-        )
-        backend.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=list(SPECIAL_TOKENS),
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=show_progress,
-        )
-        backend.train_from_iterator(_nonempty(texts), trainer)
-        return cls(backend, kind, pattern if kind == "regex-bpe" else None)
-
-    def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "pattern": self.pattern, "backend": self.backend_dict()})
-
-    @classmethod
-    def from_dict(cls, data: dict) -> BPETokenizer:
-        return cls(Backend.from_str(json.dumps(data["backend"])), data["kind"], data.get("pattern"))
+    def to_huggingface(self) -> str:
+        return self.backend.to_str()
 
 
-@register
 class PretrainedTokenizer(HuggingFaceTokenizer):
     """Any published `tokenizer.json` (GPT-2's, Llama's, ...), used as it is."""
 
@@ -206,9 +127,5 @@ class PretrainedTokenizer(HuggingFaceTokenizer):
         return json.dumps({"kind": self.kind, "source": self.source, "backend": self.backend_dict()})
 
     @classmethod
-    def from_dict(cls, data: dict) -> PretrainedTokenizer:
+    def from_dict(cls, data: dict[str, Any]) -> PretrainedTokenizer:
         return cls(Backend.from_str(json.dumps(data["backend"])), data.get("source", "?"))
-
-
-def _nonempty(texts: Iterable[str]) -> Iterator[str]:
-    return (text for text in texts if text)
