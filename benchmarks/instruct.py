@@ -19,11 +19,10 @@ from pathlib import Path
 
 from fit_runs import last_scalar, run
 
-from minigpt import load_checkpoint
-from minigpt.checkpoint import Checkpoint
+from minigpt.checkpoint import Checkpoint, load_checkpoint
 from minigpt.data import Dolly
 from minigpt.evaluation import answer_records, rouge_l
-from minigpt.generation import Sampling
+from minigpt.sampling import Sampling
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTIONS = [

@@ -16,13 +16,15 @@ import time
 
 import torch
 
-from minigpt.generation import generate
+from minigpt.generation import generate_tokens
 from minigpt.model import GPT, GPTConfig
+from minigpt.sampling import GREEDY
 
 
 def timed(model: GPT, new_tokens: int, use_cache: bool) -> tuple[float, torch.Tensor]:
     start = time.perf_counter()
-    out = generate(model, torch.zeros(1, 1, dtype=torch.long), new_tokens, temperature=0, use_cache=use_cache)
+    steps = generate_tokens(model, torch.zeros(1, 1, dtype=torch.long), new_tokens, GREEDY, use_cache=use_cache)
+    out = torch.stack(list(steps), dim=1)
     return new_tokens / (time.perf_counter() - start), out
 
 

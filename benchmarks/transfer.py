@@ -17,7 +17,8 @@ from pathlib import Path
 import yaml
 from fit_runs import last_scalar, run
 
-from minigpt import generate_text, load_checkpoint
+from minigpt.checkpoint import load_checkpoint
+from minigpt.sampling import DEFAULT_SAMPLING
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_SHAPE = ["--model.n_layer=4", "--model.n_head=4", "--model.n_embd=128", "--model.bias=false"]
@@ -36,7 +37,7 @@ VARIANTS: dict[str, tuple[list[str], dict | None]] = {
 
 def sample(ckpt: Path) -> str:
     loaded = load_checkpoint(ckpt)
-    return PROMPT + generate_text(loaded.model, loaded.tokenizer, PROMPT, 200, temperature=0.8, top_k=200, seed=1)
+    return PROMPT + loaded.generate(PROMPT, 200, DEFAULT_SAMPLING, seed=1)[0]
 
 
 def main_experiment() -> None:

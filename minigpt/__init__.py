@@ -1,20 +1,12 @@
-"""minigpt: train small GPT language models end to end with PyTorch Lightning."""
+"""minigpt: train small GPT language models end to end with PyTorch Lightning.
 
-from minigpt.checkpoint import Checkpoint, load_checkpoint
+The package root imports nothing heavy, so the `minigpt` command starts at once. The pieces:
+
+    from minigpt.model import GPT, GPTConfig            # the network, plain PyTorch
+    from minigpt.checkpoint import load_checkpoint      # a trained model, tokenizer and prompt style
+    from minigpt.sampling import Sampling               # how tokens are picked
+"""
+
 from minigpt.errors import MinigptError
-from minigpt.generation import Sampling, generate, generate_text, generate_texts, stream_text
-from minigpt.model import GPT, PRESETS, GPTConfig
 
-__all__ = [
-    "GPT",
-    "PRESETS",
-    "Checkpoint",
-    "GPTConfig",
-    "MinigptError",
-    "Sampling",
-    "generate",
-    "generate_text",
-    "generate_texts",
-    "load_checkpoint",
-    "stream_text",
-]
+__all__ = ["MinigptError"]

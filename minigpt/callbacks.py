@@ -1,4 +1,5 @@
-"""Training callbacks: throughput and MFU, stopping cleanly on a signal."""
+"""Training callbacks minigpt adds to every run: throughput and MFU, learning rate and gradient
+norm, the random state a resumed run needs, and stopping cleanly on a signal."""
 
 from __future__ import annotations
 
@@ -72,6 +73,49 @@ class ThroughputLogger(Callback):
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._restart()
+
+
+class OptimizationLogger(Callback):
+    """Logs `train/lr` (the first parameter group's) and `train/grad_norm` (before clipping)
+    every `log_every_n_steps` steps."""
+
+    def __init__(self) -> None:
+        self._grad_norm: torch.Tensor | None = None
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
+        # Measured only on the steps that are logged, after AMP has unscaled the gradients.
+        if (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
+            grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+            self._grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step % trainer.log_every_n_steps != 0:
+            return
+        pl_module.log("train/lr", trainer.optimizers[0].param_groups[0]["lr"])
+        if self._grad_norm is not None:
+            pl_module.log("train/grad_norm", self._grad_norm)
+            self._grad_norm = None
+
+
+class RandomState(Callback):
+    """Saves torch's random state in checkpoints and restores it on resume.
+
+    Lightning restores no random state; without it, dropout after a resume would draw other
+    masks than the uninterrupted run did.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        if torch.cuda.is_available() and state_dict.get("cuda"):
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
 class GracefulInterrupt(Callback):

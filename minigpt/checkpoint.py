@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pickle
 import zipfile
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,8 @@ from torch import nn
 
 from minigpt.bigram import BigramConfig, BigramLM
 from minigpt.errors import MinigptError
-from minigpt.generation import Sampling, generate_texts, stream_text
+from minigpt.generation import TextGenerator
 from minigpt.model import GPT, GPTConfig
-from minigpt.prompts import PromptStyle, style_by_name
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
 ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
@@ -82,55 +80,11 @@ def stored_tokenizer(checkpoint: dict[str, Any], path: str | Path) -> Tokenizer:
 
 
 @dataclass
-class Checkpoint:
-    model: nn.Module
-    tokenizer: Tokenizer
-    arch: str
-    path: Path
-    # The prompt style of instruction tuning (minigpt.prompts); None for a plain language model.
-    prompt_style: str | None = None
+class Checkpoint(TextGenerator):
+    """A trained model, its tokenizer and prompt style, as `load_checkpoint` rebuilds them from a file."""
 
-    @property
-    def style(self) -> PromptStyle | None:
-        return (
-            None if self.prompt_style is None else style_by_name(self.prompt_style, key=f"prompt style in {self.path}")
-        )
-
-    def _prompt_and_stops(self, prompt: str, stop: Sequence[str], wrap: bool) -> tuple[str, list[str]]:
-        """The text the model continues: an instruction checkpoint's prompt in its saved style."""
-        if not prompt:
-            raise MinigptError("the prompt is empty; give at least one character")
-        style = self.style if wrap else None
-        if style is None:
-            return prompt, list(stop)
-        return style.format(prompt), [*stop, *style.stop_sequences]
-
-    def stream(
-        self,
-        prompt: str,
-        max_new_tokens: int = 256,
-        sampling: Sampling | None = None,
-        stop: Sequence[str] = (),
-        seed: int | None = None,
-        wrap: bool = True,
-    ) -> Iterator[str]:
-        """The continuation of `prompt` (wrapped in the saved prompt style unless wrap=False), in pieces."""
-        text, stops = self._prompt_and_stops(prompt, stop, wrap)
-        return stream_text(self.model, self.tokenizer, text, max_new_tokens, sampling, stops, seed)
-
-    def generate(
-        self,
-        prompt: str,
-        max_new_tokens: int = 256,
-        sampling: Sampling | None = None,
-        stop: Sequence[str] = (),
-        num_samples: int = 1,
-        seed: int | None = None,
-        wrap: bool = True,
-    ) -> list[str]:
-        """`num_samples` continuations of `prompt`, wrapped as `stream` does."""
-        text, stops = self._prompt_and_stops(prompt, stop, wrap)
-        return generate_texts(self.model, self.tokenizer, text, max_new_tokens, sampling, stops, num_samples, seed)
+    arch: str = "gpt"
+    path: Path | None = None
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:

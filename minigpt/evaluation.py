@@ -1,4 +1,5 @@
-"""Generation-based evaluation of instruction tuning: answer held-out instructions, score them."""
+"""Callbacks that generate at each validation: a text sample for TensorBoard, and ROUGE-L of
+answers to held-out instructions."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from collections.abc import Iterable
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.text.rouge import ROUGEScore
 
 from minigpt.data.instruct import InstructionRecord
 from minigpt.errors import MinigptError
-from minigpt.generation import Sampling, generate_texts
+from minigpt.generation import TextGenerator
 from minigpt.prompts import PromptStyle
+from minigpt.sampling import DEFAULT_SAMPLING, GREEDY
 from minigpt.tokenizers import Tokenizer
 
 
@@ -27,6 +30,7 @@ def answer_records(
 ) -> list[tuple[str, str, str]]:
     """(prompt, greedy answer, reference) for the first `count` records whose prompt fits the context."""
     block_size = model.config.block_size
+    generator = TextGenerator(model, tokenizer)
     triples = []
     for record in records:
         if len(triples) == count:
@@ -34,9 +38,7 @@ def answer_records(
         prompt = style.format(record.instruction, record.context)
         if len(tokenizer.encode(prompt)) >= block_size:
             continue
-        (answer,) = generate_texts(
-            model, tokenizer, prompt, max_new_tokens, Sampling(temperature=0), style.stop_sequences
-        )
+        (answer,) = generator.generate(prompt, max_new_tokens, GREEDY, stop=style.stop_sequences)
         triples.append((prompt, answer.strip(), record.response))
     return triples
 
@@ -45,6 +47,41 @@ def rouge_l(triples: list[tuple[str, str, str]]) -> float:
     """Mean ROUGE-L F-measure of the answers against the references."""
     score = ROUGEScore(rouge_keys="rougeL")([answer for _, answer, _ in triples], [ref for _, _, ref in triples])
     return float(score["rougeL_fmeasure"])
+
+
+def indented(text: str) -> str:
+    """Text as a markdown code block, so TensorBoard keeps its line breaks."""
+    return "\n".join("    " + line for line in text.splitlines() or [""])
+
+
+class TextSample(Callback):
+    """After each validation, logs a sample continuing `prompt` to TensorBoard (TEXT › sample).
+
+    Args:
+        prompt: The text the sample continues.
+        tokens: Tokens to generate (0 turns the sample off).
+    """
+
+    def __init__(self, prompt: str = "\n", tokens: int = 200) -> None:
+        if tokens < 0:
+            raise MinigptError(f"sample.tokens must be 0 or more, got {tokens}")
+        self.prompt = prompt
+        self.tokens = tokens
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        tokenizer = getattr(pl_module, "tokenizer", None)
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if trainer.sanity_checking or not trainer.is_global_zero or not loggers or not self.tokens or tokenizer is None:
+            return
+        try:
+            tokenizer.encode(self.prompt)
+        except MinigptError:
+            rank_zero_warn(f"sample.prompt {self.prompt!r} is outside the vocabulary; no sample is logged")
+            return
+        generator = TextGenerator(pl_module.model, tokenizer)
+        text = generator.generate(self.prompt, self.tokens, DEFAULT_SAMPLING, seed=0, wrap=False)[0]
+        for logger in loggers:
+            logger.experiment.add_text("sample", indented(self.prompt + text), global_step=trainer.global_step)
 
 
 class InstructionEvaluation(Callback):
@@ -89,12 +126,9 @@ class InstructionEvaluation(Callback):
 
     @staticmethod
     def _log_text(trainer: Trainer, triples: list[tuple[str, str, str]], step: int) -> None:
-        # Indented blocks keep line breaks that TensorBoard's markdown would otherwise join.
-        def block(text: str) -> str:
-            return "\n".join("    " + line for line in text.splitlines() or [""])
-
         parts = [
-            f"**prompt**\n\n{block(prompt)}\n\n**generated**\n\n{block(answer)}\n\n**reference**\n\n{block(reference)}"
+            f"**prompt**\n\n{indented(prompt)}\n\n**generated**\n\n{indented(answer)}\n\n"
+            f"**reference**\n\n{indented(reference)}"
             for prompt, answer, reference in triples
         ]
         for logger in trainer.loggers:

@@ -24,34 +24,9 @@ import torch
 from torch import nn
 
 from minigpt.errors import MinigptError
+from minigpt.prompts import PromptStyle, style_by_name
+from minigpt.sampling import DEFAULT_SAMPLING, Sampling
 from minigpt.tokenizers import Tokenizer
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How the next token is picked from the logits, applied in this order.
-
-    repetition_penalty: > 1 makes tokens already in the context less likely (CTRL's rule: a
-        positive logit is divided by it, a negative one multiplied); 1 turns it off.
-    temperature: divides the logits; 0 picks the most likely token (greedy).
-    top_k: sample among the k most likely tokens only.
-    top_p: sample among the fewest most likely tokens whose probabilities add up to top_p.
-    """
-
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    repetition_penalty: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise MinigptError(f"temperature must be 0 (greedy) or more, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise MinigptError(f"top_k must be at least 1, got {self.top_k}")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise MinigptError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty <= 0:
-            raise MinigptError(f"repetition_penalty must be positive (1 turns it off), got {self.repetition_penalty}")
 
 
 def penalize_repetition(logits: torch.Tensor, history: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -94,17 +69,21 @@ def next_token_probabilities(logits: torch.Tensor, history: torch.Tensor, sampli
 
 
 @torch.no_grad()
-def generate_ids(
+def generate_tokens(
     model: nn.Module,
     ids: torch.Tensor,
     max_new_tokens: int,
-    sampling: Sampling | None = None,
+    sampling: Sampling = DEFAULT_SAMPLING,
+    *,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     window_shift: int | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Yield the next token of each row of `ids` (B, T), one (B,) tensor per step."""
-    sampling = sampling or Sampling()
+    """Yield the next token of each row of `ids` (B, T), one (B,) tensor per step.
+
+    Works with any model that maps ids (B, T) to logits (B, T, vocab) and has `config.block_size`;
+    one with `new_cache(batch_size)` is fed through a KV cache.
+    """
     block_size = model.config.block_size
     keep = max(1, block_size - (window_shift or max(1, block_size // 4)))
     cache = model.new_cache(ids.size(0)) if use_cache and hasattr(model, "new_cache") else None
@@ -129,39 +108,6 @@ def generate_ids(
             yield next_id[:, 0]
     finally:
         model.train(was_training)
-
-
-def generate(
-    model: nn.Module,
-    ids: torch.Tensor,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    generator: torch.Generator | None = None,
-    use_cache: bool = True,
-    window_shift: int | None = None,
-) -> torch.Tensor:
-    """`ids` (B, T) extended by `max_new_tokens` tokens (B, T + max_new_tokens)."""
-    sampling = Sampling(temperature, top_k, top_p, repetition_penalty)
-    steps = generate_ids(model, ids, max_new_tokens, sampling, generator, use_cache, window_shift)
-    return torch.cat([ids, *(step[:, None] for step in steps)], dim=1)
-
-
-def encode_prompt(tokenizer: Tokenizer, prompt: str, block_size: int) -> list[int]:
-    """The prompt's ids; one longer than the context keeps its last block_size, with a warning."""
-    if not prompt:
-        raise MinigptError("the prompt is empty; give at least one character")
-    ids = tokenizer.encode(prompt)
-    if len(ids) > block_size:
-        warnings.warn(
-            f"the prompt has {len(ids)} tokens, more than the model's context of {block_size}; "
-            f"only its last {block_size} tokens are used",
-            stacklevel=3,
-        )
-        ids = ids[-block_size:]
-    return ids
 
 
 class StopScanner:
@@ -195,112 +141,118 @@ class StopScanner:
         return piece
 
 
-def stream_samples(
-    model: nn.Module,
-    tokenizer: Tokenizer,
-    prompt: str,
-    max_new_tokens: int,
-    sampling: Sampling | None = None,
-    stop: Sequence[str] = (),
-    num_samples: int = 1,
-    seed: int | None = None,
-    use_cache: bool = True,
-) -> Iterator[list[str]]:
-    """Continue `prompt` `num_samples` times in one batch, yielding each sample's new text per step.
+@dataclass
+class TextGenerator:
+    """Text in, text out, for a model and the tokenizer it was trained with.
 
-    A sample ends at the tokenizer's end-of-text token (not shown), at the first stop sequence
-    (not shown), or after max_new_tokens tokens. The same seed gives the same samples. Bad
-    settings and prompts are reported here, before the first step.
+    `prompt_style` (minigpt.prompts) marks an instruction-tuned model: prompts are wrapped in it
+    and its stop sequences end the answer, unless a call passes `wrap=False`.
     """
-    if max_new_tokens < 0:
-        raise MinigptError(f"max_new_tokens must be 0 or more, got {max_new_tokens}")
-    if num_samples < 1:
-        raise MinigptError(f"num_samples must be at least 1, got {num_samples}")
-    device = next(model.parameters()).device
-    prompt_ids = encode_prompt(tokenizer, prompt, model.config.block_size)
-    ids = torch.tensor([prompt_ids] * num_samples, dtype=torch.long, device=device)
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=device).manual_seed(seed)
-    steps = generate_ids(model, ids, max_new_tokens, sampling, generator, use_cache)
-    return _text_pieces(steps, tokenizer, [StopScanner(stop) for _ in range(num_samples)])
 
+    model: nn.Module
+    tokenizer: Tokenizer
+    prompt_style: str | None = None
 
-def _text_pieces(
-    steps: Iterator[torch.Tensor], tokenizer: Tokenizer, scanners: list[StopScanner]
-) -> Iterator[list[str]]:
-    eot = tokenizer.eot_id
-    new_ids: list[list[int]] = [[] for _ in scanners]
-    for step in steps:
-        pieces = []
-        for row, token in enumerate(step.tolist()):
-            scanner = scanners[row]
-            if scanner.stopped:
-                pieces.append("")
-                continue
-            if token == eot:
-                pieces.append(scanner.update(tokenizer.decode(new_ids[row]), final=True))
-                scanner.stopped = True
-                continue
-            new_ids[row].append(token)
-            pieces.append(scanner.update(tokenizer.decode(new_ids[row])))
-        yield pieces
-        if all(scanner.stopped for scanner in scanners):
-            return
-    # Out of tokens: what was held back as a possible stop sequence's start is text after all.
-    yield [
-        "" if scanner.stopped else scanner.update(tokenizer.decode(row_ids), final=True)
-        for scanner, row_ids in zip(scanners, new_ids, strict=True)
-    ]
+    @property
+    def style(self) -> PromptStyle | None:
+        return None if self.prompt_style is None else style_by_name(self.prompt_style, key="prompt style")
 
+    def stream(
+        self,
+        prompt: str,
+        max_new_tokens: int = 256,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        *,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        wrap: bool = True,
+    ) -> Iterator[str]:
+        """The continuation of `prompt` in pieces, as soon as they are produced."""
+        samples = self._pieces(prompt, max_new_tokens, sampling, stop, 1, seed, wrap)
+        return (pieces[0] for pieces in samples if pieces[0])
 
-def stream_text(
-    model: nn.Module,
-    tokenizer: Tokenizer,
-    prompt: str,
-    max_new_tokens: int,
-    sampling: Sampling | None = None,
-    stop: Sequence[str] = (),
-    seed: int | None = None,
-    use_cache: bool = True,
-) -> Iterator[str]:
-    """The prompt's continuation as text pieces, as soon as they are produced."""
-    samples = stream_samples(model, tokenizer, prompt, max_new_tokens, sampling, stop, 1, seed, use_cache)
-    return (pieces[0] for pieces in samples if pieces[0])
+    def generate(
+        self,
+        prompt: str,
+        max_new_tokens: int = 256,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        *,
+        stop: Sequence[str] = (),
+        num_samples: int = 1,
+        seed: int | None = None,
+        wrap: bool = True,
+    ) -> list[str]:
+        """`num_samples` continuations of `prompt` (without the prompt), drawn in one batch.
 
+        A continuation ends at the tokenizer's end-of-text token or the first stop sequence
+        (neither shown), or after max_new_tokens tokens. The same seed gives the same text.
+        """
+        texts = [""] * num_samples
+        for pieces in self._pieces(prompt, max_new_tokens, sampling, stop, num_samples, seed, wrap):
+            texts = [text + piece for text, piece in zip(texts, pieces, strict=True)]
+        return texts
 
-def generate_texts(
-    model: nn.Module,
-    tokenizer: Tokenizer,
-    prompt: str,
-    max_new_tokens: int,
-    sampling: Sampling | None = None,
-    stop: Sequence[str] = (),
-    num_samples: int = 1,
-    seed: int | None = None,
-    use_cache: bool = True,
-) -> list[str]:
-    """`num_samples` continuations of `prompt` (without the prompt)."""
-    texts = [""] * num_samples
-    for pieces in stream_samples(
-        model, tokenizer, prompt, max_new_tokens, sampling, stop, num_samples, seed, use_cache
-    ):
-        texts = [text + piece for text, piece in zip(texts, pieces, strict=True)]
-    return texts
+    def _pieces(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        sampling: Sampling,
+        stop: Sequence[str],
+        num_samples: int,
+        seed: int | None,
+        wrap: bool,
+    ) -> Iterator[list[str]]:
+        """Each sample's new text per step. Bad settings and prompts are reported before the first step."""
+        if not prompt:
+            raise MinigptError("the prompt is empty; give at least one character")
+        if max_new_tokens < 0:
+            raise MinigptError(f"max_new_tokens must be 0 or more, got {max_new_tokens}")
+        if num_samples < 1:
+            raise MinigptError(f"num_samples must be at least 1, got {num_samples}")
+        style = self.style if wrap else None
+        if style is not None:
+            prompt, stop = style.format(prompt), [*stop, *style.stop_sequences]
+        device = next(self.model.parameters()).device
+        prompt_ids = self._encode_prompt(prompt)
+        ids = torch.tensor([prompt_ids] * num_samples, dtype=torch.long, device=device)
+        generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+        steps = generate_tokens(self.model, ids, max_new_tokens, sampling, generator=generator)
+        return self._text_pieces(steps, [StopScanner(stop) for _ in range(num_samples)])
 
+    def _encode_prompt(self, prompt: str) -> list[int]:
+        """The prompt's ids; one longer than the context keeps its last block_size, with a warning."""
+        block_size = self.model.config.block_size
+        ids = self.tokenizer.encode(prompt)
+        if len(ids) > block_size:
+            warnings.warn(
+                f"the prompt has {len(ids)} tokens, more than the model's context of {block_size}; "
+                f"only its last {block_size} tokens are used",
+                stacklevel=4,
+            )
+            ids = ids[-block_size:]
+        return ids
 
-def generate_text(
-    model: nn.Module,
-    tokenizer: Tokenizer,
-    prompt: str,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    seed: int | None = None,
-    top_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    stop: Sequence[str] = (),
-) -> str:
-    """The prompt's continuation (without the prompt) as text; the same seed gives the same text."""
-    sampling = Sampling(temperature, top_k, top_p, repetition_penalty)
-    return generate_texts(model, tokenizer, prompt, max_new_tokens, sampling, stop, seed=seed)[0]
+    def _text_pieces(self, steps: Iterator[torch.Tensor], scanners: list[StopScanner]) -> Iterator[list[str]]:
+        eot, decode = self.tokenizer.eot_id, self.tokenizer.decode
+        new_ids: list[list[int]] = [[] for _ in scanners]
+        for step in steps:
+            pieces = []
+            for row, token in enumerate(step.tolist()):
+                scanner = scanners[row]
+                if scanner.stopped:
+                    pieces.append("")
+                    continue
+                if token == eot:
+                    pieces.append(scanner.update(decode(new_ids[row]), final=True))
+                    scanner.stopped = True
+                    continue
+                new_ids[row].append(token)
+                pieces.append(scanner.update(decode(new_ids[row])))
+            yield pieces
+            if all(scanner.stopped for scanner in scanners):
+                return
+        # Out of tokens: what was held back as a possible stop sequence's start is text after all.
+        yield [
+            "" if scanner.stopped else scanner.update(decode(row_ids), final=True)
+            for scanner, row_ids in zip(scanners, new_ids, strict=True)
+        ]

@@ -4,43 +4,25 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
+from dataclasses import fields
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import SumMetric
 from torchmetrics.text import Perplexity
 
-from minigpt.checkpoint import ARCHITECTURES, METADATA_KEY, build_model, metadata
+from minigpt.checkpoint import METADATA_KEY, metadata
 from minigpt.constants import IGNORE_INDEX
-from minigpt.errors import MinigptError, first_line
-from minigpt.generation import generate_text
-from minigpt.model import GPT, PRESETS
+from minigpt.errors import MinigptError
+from minigpt.model import GPTConfig
 from minigpt.optim import adamw_groups, warmup_cosine
-from minigpt.pretrained import fit_vocabulary, load_pretrained
+from minigpt.pretrained import build_network
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
-RNG_KEY = "minigpt_rng"
-# LanguageModel arguments that a GPT checkpoint records from its actual network.
-ARCHITECTURE_HPARAMS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "gelu")
-
-
-def check_same_tokenizer(stored: Tokenizer, datamodule: Any, ckpt_path: str | None) -> None:
-    """Token ids only mean something under the tokenizer that made them: refuse a mismatch."""
-    current = datamodule.tokenizer
-    if json.loads(current.to_json()) == json.loads(stored.to_json()):
-        return
-    source = "data.tokenizer" if getattr(datamodule, "tokenizer_is_explicit", False) else "the data module"
-    raise MinigptError(
-        f"--ckpt_path: {ckpt_path or 'the checkpoint'} was trained with a {stored.kind} tokenizer of "
-        f"{stored.vocab_size} ids, but {source} gives a {current.kind} tokenizer of {current.vocab_size} ids; "
-        f"use the checkpoint's (data.tokenizer: {{kind: pretrained, path: {ckpt_path or 'CKPT'}}}) "
-        "or train from scratch without --ckpt_path"
-    )
+ARCHITECTURE_FIELDS = tuple(field.name for field in fields(GPTConfig))
 
 
 class LanguageModel(LightningModule):
@@ -70,8 +52,6 @@ class LanguageModel(LightningModule):
         betas: AdamW betas.
         warmup_steps: Steps of linear warmup.
         lr_decay_steps: Step at which the cosine reaches min_lr (default: trainer.max_steps).
-        sample_prompt: Text sampled from at each validation and logged to TensorBoard.
-        sample_tokens: Tokens in that sample.
         compile: Compile the network with torch.compile (worth it on GPUs).
         on_nonfinite_loss: "stop" ends the run at a NaN/inf loss, before it reaches the weights,
             keeping the checkpoints already written; "skip" drops that batch and goes on.
@@ -96,96 +76,36 @@ class LanguageModel(LightningModule):
         betas: tuple[float, float] = (0.9, 0.99),
         warmup_steps: int = 100,
         lr_decay_steps: int | None = None,
-        sample_prompt: str = "\n",
-        sample_tokens: int = 200,
         compile: bool = False,
         on_nonfinite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if vocab_size is None:
-            raise MinigptError("model.vocab_size is not set; it comes from the data module (data.vocab_size)")
-        if arch not in ARCHITECTURES:
-            raise MinigptError(f"unknown model.arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-        if preset is not None and preset not in PRESETS:
-            raise MinigptError(f"unknown model.preset {preset!r}; choose one of {', '.join(PRESETS)}")
         if min_lr > learning_rate:
             raise MinigptError(f"model.min_lr ({min_lr}) must not exceed model.learning_rate ({learning_rate})")
         self.arch = arch
-        shape = dict(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
-        given = {**shape, "dropout": dropout, "bias": bias, "gelu": gelu}
-        self.tokenizer: Tokenizer | None = None
+        given = {name: value for name, value in locals().items() if name in ARCHITECTURE_FIELDS}
+        network = build_network(arch, preset, given, init_from)
+        if network.summary:
+            rank_zero_info(network.summary)
+        self.model = network.model
+        # The tokenizer the init_from weights were trained with: the data's must extend it.
+        self.init_tokenizer: Tokenizer | None = network.tokenizer
+        # Until a data module brings its own (possibly grown) copy in `setup`.
+        self.tokenizer: Tokenizer | None = network.tokenizer
         # Set by instruction data modules (minigpt.prompts) and saved in checkpoints.
         self.prompt_style: str | None = None
-        # The tokenizer the init_from weights were trained with: the data's must extend it.
-        self.init_tokenizer: Tokenizer | None = None
-        if init_from is None:
-            self.model = build_model(arch, self._architecture(arch, preset, given))
-        else:
-            self.model, self.init_tokenizer = self._from_pretrained(init_from, arch, preset, given)
-            self.tokenizer = self.init_tokenizer  # until a data module brings its (possibly grown) copy
         self.val_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
         self.val_nll = SumMetric()
         self.val_chars = SumMetric()
         self._char_lengths: torch.Tensor | None = None
-        self._grad_norm: torch.Tensor | None = None
         self.skipped_batches = 0
-
-    @staticmethod
-    def _architecture(arch: str, preset: str | None, given: dict[str, Any]) -> dict[str, Any]:
-        """Values set in the config win over the preset's, which win over GPTConfig's defaults."""
-        if arch == "bigram":
-            return {"vocab_size": given["vocab_size"], "block_size": given["block_size"] or 1}
-        values = PRESETS[preset].to_dict() if preset else {}
-        values.update({name: value for name, value in given.items() if value is not None})
-        return values
-
-    @staticmethod
-    def _from_pretrained(init_from: str, arch: str, preset: str | None, given: dict[str, Any]) -> tuple[GPT, Tokenizer]:
-        """The network of `init_from`, with config dropout, and token rows for any added tokens."""
-        if arch != "gpt":
-            raise MinigptError(f"model.init_from loads GPT weights; model.arch is {arch!r}, set it to gpt")
-        if preset is not None:
-            raise MinigptError("model.preset and model.init_from are both set; remove model.preset")
-        source = load_pretrained(init_from)
-        config = source.config
-        for name in ("n_layer", "n_head", "n_embd", "bias", "gelu"):
-            if given[name] is not None and given[name] != getattr(config, name):
-                raise MinigptError(
-                    f"model.{name} is {given[name]} but model.init_from {init_from} has {getattr(config, name)}; "
-                    f"remove model.{name}: the architecture comes from the weights"
-                )
-        block_size = given["block_size"] or config.block_size
-        if block_size > config.block_size:
-            raise MinigptError(
-                f"data.block_size ({block_size}) is longer than the {config.block_size} positions of "
-                f"model.init_from {init_from}; set data.block_size to {config.block_size} or less"
-            )
-        # Rows for tokens the data added (a grown character vocabulary); a source with more rows
-        # than its tokenizer has tokens (a padded vocabulary) keeps them all.
-        vocab_size = max(given["vocab_size"], config.vocab_size)
-        # The model keeps all the source's positions: shorter training windows use the first ones.
-        dropout = config.dropout if given["dropout"] is None else given["dropout"]
-        model = GPT(replace(config, vocab_size=vocab_size, dropout=dropout))
-        try:
-            model.load_state_dict(fit_vocabulary(source.state_dict, model.state_dict()))
-        except RuntimeError as error:
-            raise MinigptError(
-                f"model.init_from: {init_from} has weights that do not fit its config ({first_line(error)})"
-            ) from None
-        rank_zero_info(
-            f"model.init_from: {init_from} ({model.num_parameters():,} parameters, "
-            f"{config.n_layer} layers; {vocab_size - config.vocab_size} tokens added to its vocabulary)"
-        )
-        return model, source.tokenizer
-
-    # --- setup -------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and getattr(datamodule, "tokenizer", None) is not None:
+        if getattr(datamodule, "tokenizer", None) is not None:
             self.tokenizer = datamodule.tokenizer
-        if datamodule is not None and getattr(datamodule, "prompt_style", None) is not None:
+        if getattr(datamodule, "prompt_style", None) is not None:
             self.prompt_style = datamodule.prompt_style
         known = self.init_tokenizer
         if self.tokenizer is not None and known is not None and not self.tokenizer.extends(known):
@@ -246,25 +166,6 @@ class LanguageModel(LightningModule):
             "model.on_nonfinite_loss=skip"
         )
 
-    def configure_gradient_clipping(
-        self,
-        optimizer: torch.optim.Optimizer,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None,
-    ) -> None:
-        # clip_grad_norm_ returns the norm it measured: logging it costs nothing extra.
-        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
-            self._grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), gradient_clip_val)
-        else:
-            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if (self.trainer.global_step % self.trainer.log_every_n_steps) != 0:
-            return
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
-        if self._grad_norm is not None:
-            self.log("train/grad_norm", self._grad_norm)
-
     # --- evaluation --------------------------------------------------------------------------
 
     def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
@@ -293,47 +194,29 @@ class LanguageModel(LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_evaluation("val")
-        if not self.trainer.sanity_checking:
-            self._log_sample()
 
     def on_test_epoch_end(self) -> None:
         self._log_evaluation("test")
 
-    def _log_sample(self) -> None:
-        if self.tokenizer is None or not self.trainer.is_global_zero:
-            return
-        loggers = [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
-        if not loggers:
-            return
-        prompt = self.hparams.sample_prompt
-        try:
-            self.tokenizer.encode(prompt)
-        except MinigptError:
-            rank_zero_warn(f"model.sample_prompt {prompt!r} is outside the vocabulary; no sample is logged")
-            return
-        text = generate_text(
-            self.model, self.tokenizer, prompt, self.hparams.sample_tokens, temperature=0.8, top_k=200, seed=0
-        )
-        # Markdown would swallow the play-script line breaks: show the sample as a code block.
-        block = "\n".join("    " + line for line in (prompt + text).splitlines())
-        for logger in loggers:
-            logger.experiment.add_text("sample", block, global_step=self.global_step)
-
     # --- checkpoints -------------------------------------------------------------------------
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if METADATA_KEY in checkpoint:
-            stored = tokenizer_from_json(checkpoint[METADATA_KEY]["tokenizer"])
-            datamodule = getattr(self._trainer, "datamodule", None)
-            if datamodule is not None and getattr(datamodule, "tokenizer", None) is not None:
-                check_same_tokenizer(stored, datamodule, getattr(self._trainer, "ckpt_path", None))
-            self.tokenizer = stored
-            self.prompt_style = checkpoint[METADATA_KEY].get("prompt_style")
-        # Lightning restores no random state; dropout after a resume must draw what it would have.
-        if RNG_KEY in checkpoint and self._trainer is not None:
-            torch.set_rng_state(checkpoint[RNG_KEY]["torch"])
-            if torch.cuda.is_available() and checkpoint[RNG_KEY].get("cuda"):
-                torch.cuda.set_rng_state_all(checkpoint[RNG_KEY]["cuda"])
+        if METADATA_KEY not in checkpoint:
+            return
+        stored = tokenizer_from_json(checkpoint[METADATA_KEY]["tokenizer"])
+        datamodule = getattr(self._trainer, "datamodule", None)
+        current = getattr(datamodule, "tokenizer", None)
+        # Token ids only mean something under the tokenizer that made them: refuse a mismatch.
+        if current is not None and json.loads(current.to_json()) != json.loads(stored.to_json()):
+            ckpt_path = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
+            source = "data.tokenizer" if getattr(datamodule, "tokenizer_is_explicit", False) else "the data module"
+            raise MinigptError(
+                f"--ckpt_path: {ckpt_path} was trained with a {stored.kind} tokenizer of {stored.vocab_size} ids, "
+                f"but {source} gives a {current.kind} tokenizer of {current.vocab_size} ids; use the checkpoint's "
+                f"(data.tokenizer: {{kind: pretrained, path: {ckpt_path}}}) or train from scratch without --ckpt_path"
+            )
+        self.tokenizer = stored
+        self.prompt_style = checkpoint[METADATA_KEY].get("prompt_style")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.tokenizer is None:
@@ -342,16 +225,12 @@ class LanguageModel(LightningModule):
             **metadata(self.arch, self.model, self.tokenizer, self.prompt_style),
             "init_from": self.hparams.init_from,
         }
-        checkpoint[RNG_KEY] = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
         if self.arch == "gpt":
             # The checkpoint describes its own architecture, so reloading or resuming it needs
             # neither the preset nor the init_from source it started from. (A new dict: Lightning
             # put self.hparams itself there.)
-            config = self.model.config
-            resolved = {name: getattr(config, name) for name in ARCHITECTURE_HPARAMS}
+            config = self.model.config.to_dict()
+            resolved = {name: config[name] for name in ARCHITECTURE_FIELDS if name in self.hparams}
             checkpoint["hyper_parameters"] = {
                 **checkpoint.get("hyper_parameters", {}),
                 **resolved,

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
-from minigpt.checkpoint import network_state, read_checkpoint, stored_tokenizer
+from minigpt.checkpoint import ARCHITECTURES, build_model, network_state, read_checkpoint, stored_tokenizer
 from minigpt.errors import MinigptError, first_line
 from minigpt.hf_gpt2 import REQUIRED_FILES, read_gpt2_dir
-from minigpt.model import GPTConfig
+from minigpt.model import GPT, PRESETS, GPTConfig
 from minigpt.tokenizers import PretrainedTokenizer, Tokenizer, tokenizer_from_json
 
 HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
@@ -118,3 +120,74 @@ def fit_vocabulary(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor
             rows[: old.shape[0]] = old
             grown[name] = rows
     return grown
+
+
+@dataclass
+class Network:
+    """A model ready to train, and what a run starting from weights must know about them."""
+
+    model: nn.Module
+    # The tokenizer the init_from weights were trained with (None from scratch): the data's must extend it.
+    tokenizer: Tokenizer | None = None
+    summary: str | None = None
+
+
+def build_network(arch: str, preset: str | None, given: dict[str, Any], init_from: str | None) -> Network:
+    """The network a run trains: from scratch (config values over the preset's over the defaults),
+    or `init_from`'s weights with rows for the tokens the data added.
+
+    `given` maps GPTConfig field names to the config's values, None where unset.
+    """
+    if arch not in ARCHITECTURES:
+        raise MinigptError(f"unknown model.arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if preset is not None and preset not in PRESETS:
+        raise MinigptError(f"unknown model.preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if given.get("vocab_size") is None:
+        raise MinigptError("model.vocab_size is not set; it comes from the data module (data.vocab_size)")
+    if init_from is not None:
+        return _start_from(init_from, arch, preset, given)
+    if arch == "bigram":
+        return Network(build_model(arch, {"vocab_size": given["vocab_size"], "block_size": given["block_size"] or 1}))
+    values = PRESETS[preset].to_dict() if preset else {}
+    values.update({name: value for name, value in given.items() if value is not None})
+    return Network(build_model(arch, values))
+
+
+def _start_from(init_from: str, arch: str, preset: str | None, given: dict[str, Any]) -> Network:
+    if arch != "gpt":
+        raise MinigptError(f"model.init_from loads GPT weights; model.arch is {arch!r}, set it to gpt")
+    if preset is not None:
+        raise MinigptError("model.preset and model.init_from are both set; remove model.preset")
+    source = load_pretrained(init_from)
+    config = source.config
+    # Everything that shapes the weights comes from them; training settings may differ.
+    free = {"vocab_size", "block_size", "dropout"}
+    for name in (field.name for field in fields(GPTConfig) if field.name not in free):
+        if given.get(name) is not None and given[name] != getattr(config, name):
+            raise MinigptError(
+                f"model.{name} is {given[name]} but model.init_from {init_from} has {getattr(config, name)}; "
+                f"remove model.{name}: the architecture comes from the weights"
+            )
+    block_size = given["block_size"] or config.block_size
+    if block_size > config.block_size:
+        raise MinigptError(
+            f"data.block_size ({block_size}) is longer than the {config.block_size} positions of "
+            f"model.init_from {init_from}; set data.block_size to {config.block_size} or less"
+        )
+    # Rows for tokens the data added (a grown character vocabulary); a source with more rows
+    # than its tokenizer has tokens (a padded vocabulary) keeps them all. The model keeps all
+    # the source's positions: shorter training windows use the first ones.
+    vocab_size = max(given["vocab_size"], config.vocab_size)
+    dropout = config.dropout if given.get("dropout") is None else given["dropout"]
+    model = GPT(replace(config, vocab_size=vocab_size, dropout=dropout))
+    try:
+        model.load_state_dict(fit_vocabulary(source.state_dict, model.state_dict()))
+    except RuntimeError as error:
+        raise MinigptError(
+            f"model.init_from: {init_from} has weights that do not fit its config ({first_line(error)})"
+        ) from None
+    summary = (
+        f"model.init_from: {init_from} ({model.num_parameters():,} parameters, {config.n_layer} layers; "
+        f"{vocab_size - config.vocab_size} tokens added to its vocabulary)"
+    )
+    return Network(model, source.tokenizer, summary)

@@ -118,7 +118,7 @@ def tiny_instruct_args(max_steps: int = 20) -> list[str]:
         "data.block_size": 512,
         "data.batch_size": 4,
         "data.val_fraction": 0.34,
-        "model.sample_prompt": "### Instruction:\n",
+        "sample.prompt": "### Instruction:\n",
     }
     args = tiny_fit_args(Path("unused"), max_steps=max_steps, **overrides)
     evaluation = [
@@ -137,7 +137,7 @@ def instruct_checkpoint(tmp_path: Path) -> Path:
 def test_instruct_fit_saves_its_prompt_style_and_learns(instruct_checkpoint: Path, tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from minigpt import load_checkpoint
+    from minigpt.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(instruct_checkpoint)
     assert checkpoint.prompt_style == "alpaca-short" and checkpoint.style.name == "alpaca-short"
@@ -158,8 +158,8 @@ def test_validate_reports_response_loss(instruct_checkpoint: Path, minigpt) -> N
 
 
 def test_generate_wraps_the_prompt_in_the_saved_style(instruct_checkpoint: Path, minigpt) -> None:
-    from minigpt import load_checkpoint
-    from minigpt.generation import Sampling
+    from minigpt.checkpoint import load_checkpoint
+    from minigpt.sampling import Sampling
 
     checkpoint = load_checkpoint(instruct_checkpoint)
     greedy = Sampling(temperature=0)
@@ -180,8 +180,8 @@ def test_chat_answers_piped_lines(instruct_checkpoint: Path) -> None:
         [*args, "--max_new_tokens=20"], input=lines, capture_output=True, text=True, timeout=300, env=CHECKOUT_ENV
     )
     assert result.returncode == 0, result.stderr
-    from minigpt import load_checkpoint
-    from minigpt.generation import Sampling
+    from minigpt.checkpoint import load_checkpoint
+    from minigpt.sampling import Sampling
 
     checkpoint = load_checkpoint(instruct_checkpoint)
     expected = [checkpoint.generate(q, 20, Sampling(temperature=0))[0] for q in ("What is a camel?", "Name a fish.")]
@@ -248,9 +248,9 @@ def test_long_prompt_is_cut_with_a_warning(checkpoint: Path, minigpt) -> None:
 
 
 def test_instruct_config_tunes_a_bpe_checkpoint_with_its_tokenizer(corpus: Path, tmp_path: Path, minigpt) -> None:
-    from minigpt import load_checkpoint
+    from minigpt.checkpoint import load_checkpoint
     from minigpt.constants import IGNORE_INDEX
-    from minigpt.generation import Sampling
+    from minigpt.sampling import Sampling
 
     bpe = {"data.tokenizer.kind": "regex-bpe", "data.tokenizer.vocab_size": 300, "data.block_size": 128}
     bpe["trainer.default_root_dir"] = "pre"
@@ -266,7 +266,7 @@ def test_instruct_config_tunes_a_bpe_checkpoint_with_its_tokenizer(corpus: Path,
         "data.block_size": 128,
         "data.batch_size": 4,
         "data.val_fraction": 0.34,
-        "model.sample_tokens": 8,
+        "sample.tokens": 8,
     }
     args = ["fit", f"--config={REPO / 'configs/instruct.yaml'}", *(f"--{k}={v}" for k, v in small.items())]
     result = minigpt(*args, f"--ckpt_path={pretrained}")

@@ -12,7 +12,7 @@ import torch
 from conftest import tiny_fit_args
 from test_training import events, scalars
 
-from minigpt import load_checkpoint
+from minigpt.checkpoint import load_checkpoint
 from minigpt.data import TextDataModule
 from minigpt.module import LanguageModel
 

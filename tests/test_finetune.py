@@ -9,9 +9,10 @@ import torch
 from conftest import LINES, SHARED_DATA, tiny_fit_args
 from test_training import scalars
 
-from minigpt import MinigptError, load_checkpoint
+from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
 from minigpt.data import AceAttorney, TinyShakespeare
+from minigpt.errors import MinigptError
 from minigpt.module import LanguageModel
 from minigpt.tokenizers import CharTokenizer
 
@@ -166,3 +167,17 @@ def test_checkpoint_missing_weights_is_one_line(pretrained: Path, tmp_path: Path
     torch.save(checkpoint, tmp_path / "damaged.ckpt")
     with pytest.raises(MinigptError, match=r"damaged.ckpt has weights that do not fit its config \(Error"):
         LanguageModel(init_from=str(tmp_path / "damaged.ckpt"), vocab_size=42, block_size=32)
+
+
+def test_lightning_cli_reads_ckpt_path_as_fine_tuning_expects(pretrained: Path, corpus: Path, tmp_path: Path) -> None:
+    """Pins the LightningCLI behaviour `minigpt.commands.train.start_from_checkpoint` relies on:
+    a --ckpt_path left set resumes with the checkpoint's hyperparameters merged over the config
+    and the step restored; cleared by `finetune: true`, neither happens."""
+    override = {"model.learning_rate": 1e-2, "model.lr_decay_steps": 40}
+    main([*tiny_fit_args(corpus, max_steps=35, **override), f"--ckpt_path={pretrained}"])
+    resumed = torch.load(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["hyper_parameters"]["learning_rate"] == 3e-3  # the checkpoint's, not the 1e-2 given
+    assert resumed["global_step"] == 35 and min(scalars(tmp_path / "lightning_logs" / "version_0", "train/loss")) == 31
+    main([*tiny_fit_args(corpus, max_steps=5, **override), "--finetune=true", f"--ckpt_path={pretrained}"])
+    tuned = torch.load(tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert tuned["hyper_parameters"]["learning_rate"] == 1e-2 and tuned["global_step"] == 5

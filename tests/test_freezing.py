@@ -9,7 +9,7 @@ import yaml
 from conftest import tiny_fit_args
 from test_training import scalars
 
-from minigpt import load_checkpoint
+from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
 
 

@@ -5,17 +5,40 @@ import torch
 
 from minigpt.errors import MinigptError
 from minigpt.generation import (
-    Sampling,
     StopScanner,
-    generate,
-    generate_text,
-    generate_texts,
+    TextGenerator,
+    generate_tokens,
     next_token_probabilities,
     penalize_repetition,
-    stream_text,
 )
 from minigpt.model import GPT, GPTConfig
+from minigpt.sampling import Sampling
 from minigpt.tokenizers import CharTokenizer
+
+
+def generate(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    max_new_tokens: int,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+    window_shift: int | None = None,
+    **sampling: float,
+) -> torch.Tensor:
+    """`ids` extended by `max_new_tokens` tokens, as the core generator yields them."""
+    settings = Sampling(**{"temperature": 1.0, "top_k": None, **sampling})
+    steps = generate_tokens(
+        model, ids, max_new_tokens, settings, generator=generator, use_cache=use_cache, window_shift=window_shift
+    )
+    return torch.cat([ids, *(step[:, None] for step in steps)], dim=1)
+
+
+def generate_text(
+    model: torch.nn.Module, tokenizer: CharTokenizer, prompt: str, max_new_tokens: int, **kwargs: object
+) -> str:
+    stop, seed = kwargs.pop("stop", ()), kwargs.pop("seed", None)
+    sampling = Sampling(**{"temperature": 1.0, "top_k": None, **kwargs})
+    return TextGenerator(model, tokenizer).generate(prompt, max_new_tokens, sampling, stop=stop, seed=seed)[0]
 
 
 @pytest.fixture
@@ -129,7 +152,7 @@ def test_bigram_model_generates_without_a_cache() -> None:
 
 def test_top_k_keeps_exactly_the_k_most_likely_tokens() -> None:
     logits = torch.tensor([[1.0, 4.0, 2.0, 3.0, 0.0]])
-    probs = next_token_probabilities(logits, torch.zeros(1, 1, dtype=torch.long), Sampling(top_k=2))
+    probs = next_token_probabilities(logits, torch.zeros(1, 1, dtype=torch.long), Sampling(temperature=1.0, top_k=2))
     expected = torch.softmax(torch.tensor([4.0, 3.0]), dim=0)
     torch.testing.assert_close(probs[0], torch.tensor([0.0, expected[0], 0.0, expected[1], 0.0]))
 
@@ -147,7 +170,8 @@ def test_top_p_keeps_the_smallest_set_reaching_p(top_p: float, expected: list[fl
     # Shuffled order: the filter must follow probability, not position.
     probs = torch.tensor([0.15, 0.5, 0.05, 0.3])
     order = [1, 3, 0, 2]
-    out = next_token_probabilities(probs.log()[None], torch.zeros(1, 1, dtype=torch.long), Sampling(top_p=top_p))
+    sampling = Sampling(temperature=1.0, top_k=None, top_p=top_p)
+    out = next_token_probabilities(probs.log()[None], torch.zeros(1, 1, dtype=torch.long), sampling)
     torch.testing.assert_close(out[0, order], torch.tensor(expected))
 
 
@@ -156,7 +180,7 @@ def test_repetition_penalty_lowers_the_logits_of_seen_tokens() -> None:
     history = torch.tensor([[0, 1, 0]])
     out = penalize_repetition(logits, history, 2.0)
     torch.testing.assert_close(out, torch.tensor([[1.0, -2.0, 3.0, 0.5]]))
-    probs = next_token_probabilities(logits, history, Sampling(repetition_penalty=2.0))
+    probs = next_token_probabilities(logits, history, Sampling(temperature=1.0, top_k=None, repetition_penalty=2.0))
     assert (probs[0, :2] < torch.softmax(logits, dim=-1)[0, :2]).all()
     assert (probs[0, 2:] > torch.softmax(logits, dim=-1)[0, 2:]).all()
 
@@ -208,15 +232,18 @@ def test_end_of_text_token_ends_the_output() -> None:
 
 def test_streaming_yields_pieces_as_they_come(model: GPT) -> None:
     tokenizer = CharTokenizer(list("abcdefghijk"))
-    pieces = list(stream_text(model, tokenizer, "abc", 15, Sampling(temperature=0.9), stop=["jj"], seed=3))
+    pieces = list(TextGenerator(model, tokenizer).stream("abc", 15, Sampling(temperature=0.9), stop=["jj"], seed=3))
     assert len(pieces) > 1
-    assert "".join(pieces) == generate_text(model, tokenizer, "abc", 15, temperature=0.9, seed=3, stop=["jj"])
+    assert "".join(pieces) == generate_text(
+        model, tokenizer, "abc", 15, temperature=0.9, top_k=200, seed=3, stop=["jj"]
+    )
 
 
 def test_num_samples_are_seeded_and_distinct(model: GPT) -> None:
     tokenizer = CharTokenizer(list("abcdefghijk"))
-    first = generate_texts(model, tokenizer, "ab", 30, Sampling(temperature=1.5), num_samples=3, seed=4)
-    assert first == generate_texts(model, tokenizer, "ab", 30, Sampling(temperature=1.5), num_samples=3, seed=4)
+    generator, sampling = TextGenerator(model, tokenizer), Sampling(temperature=1.5)
+    first = generator.generate("ab", 30, sampling, num_samples=3, seed=4)
+    assert first == generator.generate("ab", 30, sampling, num_samples=3, seed=4)
     assert len(set(first)) == 3 and all(len(text) == 30 for text in first)
 
 

@@ -7,10 +7,12 @@ import pytest
 import torch
 from conftest import LINES, tiny_fit_args
 
-from minigpt import GPT, GPTConfig, MinigptError, load_checkpoint
 from minigpt.bigram import BigramConfig, BigramLM
+from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
+from minigpt.errors import MinigptError
 from minigpt.hf_gpt2 import export_gpt2
+from minigpt.model import GPT, GPTConfig
 from minigpt.pretrained import load_pretrained
 from minigpt.tokenizers import CharTokenizer, PretrainedTokenizer, tokenizer_from_json
 

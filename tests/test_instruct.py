@@ -173,7 +173,7 @@ def test_batches_come_padded_from_the_loaders() -> None:
 
 
 def test_a_checkpoints_character_vocabulary_grows_to_cover_the_records(pretrained: Path) -> None:
-    from minigpt import load_checkpoint
+    from minigpt.checkpoint import load_checkpoint
 
     stored = load_checkpoint(pretrained).tokenizer
     data = InstructDataModule(

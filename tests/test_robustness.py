@@ -125,7 +125,7 @@ def trainer_for(tmp_path: Path, max_steps: int) -> L.Trainer:
 
 def tiny_module(data: TextDataModule, **kwargs: object) -> LanguageModel:
     torch.manual_seed(0)
-    shape = dict(n_layer=1, n_head=2, n_embd=16, sample_tokens=5)
+    shape = dict(n_layer=1, n_head=2, n_embd=16)
     return LanguageModel(vocab_size=data.vocab_size, block_size=data.block_size, **shape, **kwargs)
 
 

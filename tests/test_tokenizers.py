@@ -254,7 +254,7 @@ def test_a_new_kind_is_one_class_and_works_everywhere(corpus: Path) -> None:
     """Defining the class registers it: the config block, training, checkpoints and generation take it."""
     from conftest import tiny_fit_args
 
-    from minigpt import load_checkpoint
+    from minigpt.checkpoint import load_checkpoint
     from minigpt.cli import main
 
     assert TOKENIZER_KINDS["test-bytes"] is ByteTokenizer and "test-bytes" in trainable_kinds()

@@ -7,9 +7,11 @@ import torch
 from conftest import tiny_fit_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from minigpt import generate_text, load_checkpoint
+from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
+from minigpt.generation import TextGenerator
 from minigpt.module import LanguageModel
+from minigpt.sampling import Sampling
 
 
 def events(version: Path) -> EventAccumulator:
@@ -53,8 +55,9 @@ def test_checkpoint_generates_what_the_trained_model_generates(corpus: Path, tmp
     module = LanguageModel.load_from_checkpoint(checkpoints / "last.ckpt")
     assert module.tokenizer is not None
     loaded = load_checkpoint(checkpoints / "last.ckpt")
-    in_memory = generate_text(module.model, module.tokenizer, "ROMEO:", 60, temperature=0.8, top_k=10, seed=3)
-    from_file = generate_text(loaded.model, loaded.tokenizer, "ROMEO:", 60, temperature=0.8, top_k=10, seed=3)
+    sampling = Sampling(temperature=0.8, top_k=10)
+    in_memory = TextGenerator(module.model, module.tokenizer).generate("ROMEO:", 60, sampling, seed=3)[0]
+    from_file = loaded.generate("ROMEO:", 60, sampling, seed=3)[0]
     assert from_file == in_memory
     assert len(from_file) == 60
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from minigpt.commands.tokenizer import TrainingSetup
 from minigpt.data import TextDataModule
 from minigpt.errors import MinigptError
 from minigpt.module import LanguageModel
@@ -42,20 +43,6 @@ def parse_tokenizer_label(label: str) -> TokenizerSpec:
     except ValueError:
         raise MinigptError(usage) from None
     return TokenizerSpec(kind=kind, vocab_size=vocab_size, pattern=rest[1] if len(rest) > 1 else "gpt4")
-
-
-@dataclass
-class TrainingSetup:
-    """The one model and schedule every tokenizer is trained with."""
-
-    steps: int = 300
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    batch_size: int = 12
-    learning_rate: float = 3e-3
-    seed: int = 1337
 
 
 def compare_tokenizers(
@@ -112,7 +99,6 @@ def _train(label: str, data: TextDataModule, setup: TrainingSetup, output: Path)
         learning_rate=setup.learning_rate,
         min_lr=setup.learning_rate / 10,
         warmup_steps=max(1, min(100, setup.steps // 10)),
-        sample_tokens=50,
     )
     trainer = pl.Trainer(
         max_steps=setup.steps,

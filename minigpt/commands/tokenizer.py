@@ -1,4 +1,4 @@
-"""`minigpt tokenizer train` and `minigpt tokenizer compare`."""
+"""`minigpt tokenizer train` and `minigpt tokenizer compare` (minigpt.commands.tokenizer_compare)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,28 @@ import argparse
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from minigpt.comparison import TrainingSetup, compare_tokenizers, markdown_table
 from minigpt.corpus.sources import check_readable_file
 from minigpt.corpus.streaming import TextFile
 from minigpt.errors import MinigptError
 from minigpt.tokenizers import SPLIT_PATTERNS, TokenizerSpec, trainable_kinds
+
+
+@dataclass
+class TrainingSetup:
+    """The one model and schedule `tokenizer compare` trains with every tokenizer."""
+
+    steps: int = 300
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    batch_size: int = 12
+    learning_rate: float = 3e-3
+    seed: int = 1337
+
 
 DEFAULT_COMPARISON = ["char", "bpe:512", "bpe:2048", "regex-bpe:512", "regex-bpe:2048", "regex-bpe:2048:gpt2"]
 
@@ -78,17 +93,24 @@ def compare_parser() -> argparse.ArgumentParser:
         "learning_rate": "peak AdamW learning rate (cosine decay to a tenth)",
         "seed": "seed of the weights and batches",
     }
-    for name, value in vars(TrainingSetup()).items():
-        parser.add_argument(f"--{name}", type=type(value), default=value, help=f"{setup_help[name]} (%(default)s)")
+    for setting in fields(TrainingSetup):
+        parser.add_argument(
+            f"--{setting.name}",
+            type=type(setting.default),
+            default=setting.default,
+            help=f"{setup_help[setting.name]} (%(default)s)",
+        )
     return parser
 
 
 def run_compare(args: Sequence[str]) -> None:
     options = compare_parser().parse_args(args)
     path = check_readable_file(Path(options.input), "--input")
-    setup = TrainingSetup(**{name: getattr(options, name) for name in vars(TrainingSetup())})
+    setup = TrainingSetup(**{setting.name: getattr(options, setting.name) for setting in fields(TrainingSetup)})
     if setup.steps < 0:
         raise MinigptError(f"--steps must be 0 or more, got {setup.steps}")
+    from minigpt.commands.tokenizer_compare import compare_tokenizers, markdown_table
+
     output = Path(options.output)
     # One table is the output: keep Lightning's per-run banners out of it.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -101,11 +123,22 @@ def run_compare(args: Sequence[str]) -> None:
     print(table)
 
 
-SUBCOMMANDS = {"train": run_train, "compare": run_compare}
+SUBCOMMANDS = {
+    "train": (run_train, "train a tokenizer on a text file and save it"),
+    "compare": (run_compare, "train the same small GPT with several tokenizers and rank them"),
+}
 
 
-def run_tokenizer(args: Sequence[str]) -> None:
-    if not args or args[0] not in SUBCOMMANDS:
-        given = repr(args[0]) if args else "nothing"
-        raise MinigptError(f"minigpt tokenizer takes train or compare, got {given}; see minigpt tokenizer train --help")
-    SUBCOMMANDS[args[0]](args[1:])
+def run(args: Sequence[str]) -> None:
+    subcommand, rest = (args[1], args[2:]) if len(args) > 1 else (None, [])
+    if subcommand in SUBCOMMANDS:
+        SUBCOMMANDS[subcommand][0](rest)
+        return
+    lines = ["usage: minigpt tokenizer {train,compare} ...", ""]
+    lines += [f"  {name:<8} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+    lines += ["", "minigpt tokenizer SUBCOMMAND --help shows its options."]
+    if subcommand in ("-h", "--help"):
+        print("\n".join(lines))
+        return
+    given = repr(subcommand) if subcommand else "nothing"
+    raise MinigptError(f"minigpt tokenizer takes train or compare, got {given}; see minigpt tokenizer --help")

@@ -1,0 +1,33 @@
+"""`minigpt export`: a checkpoint as a Hugging Face model directory."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from minigpt.errors import MinigptError
+
+
+def export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minigpt export",
+        description="Write a checkpoint as a Hugging Face GPT-2 directory (config.json, model.safetensors, "
+        "tokenizer.json) that transformers' GPT2LMHeadModel.from_pretrained loads.",
+    )
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by minigpt fit")
+    parser.add_argument("--out", required=True, help="directory to write (created if missing)")
+    return parser
+
+
+def run(args: Sequence[str]) -> None:
+    options = export_parser().parse_args(args[1:])
+    out = Path(options.out)
+    if out.exists() and not out.is_dir():
+        raise MinigptError(f"--out: {out} is a file; pass a directory")
+    from minigpt.checkpoint import load_checkpoint
+    from minigpt.hf_gpt2 import REQUIRED_FILES, export_gpt2
+
+    checkpoint = load_checkpoint(options.ckpt_path)
+    export_gpt2(checkpoint.model, checkpoint.tokenizer, out)
+    print(f"wrote {out}/ ({', '.join(REQUIRED_FILES)})")
