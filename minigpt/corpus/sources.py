@@ -105,16 +105,25 @@ def download(known: KnownFile, destination: Path) -> None:
     os.replace(partial, destination)
 
 
+def not_utf8(
+    key: str, path: Path, data: bytes, error: UnicodeDecodeError, offset: int = 0, line: int = 0
+) -> MinigptError:
+    """The error for a decoding failure in `data`, a block that starts at byte `offset` and line
+    `line` of the file: it names the file, the bad byte, its offset and line, and the fix."""
+    where = offset + error.start
+    lines = line + data.count(b"\n", 0, error.start) + 1
+    return MinigptError(
+        f"{key}: {path} is not UTF-8 text (bad byte 0x{data[error.start]:02x} at offset {where}, line {lines}); "
+        "convert it to UTF-8, or set data.errors to replace or ignore"
+    )
+
+
 def decode_text(data: bytes, path: Path, errors: str = "strict", key: str = "data.path") -> str:
     """Bytes of a corpus file as UTF-8 text; a decoding error names the file, byte offset and line."""
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise MinigptError(
-            f"{key}: {path} is not UTF-8 text (bad byte 0x{data[error.start]:02x} at offset {error.start}, "
-            f"line {line}); convert it to UTF-8, or set data.errors to replace or ignore"
-        ) from None
+        raise not_utf8(key, path, data, error) from None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import BinaryIO, Literal
 import numpy as np
 
 from minigpt.corpus.pool import TokenizingPool
-from minigpt.errors import MinigptError
+from minigpt.corpus.sources import not_utf8
 from minigpt.tokenizers import Tokenizer
 
 CHUNK_BYTES = 1 << 18  # 256 KiB: encoding one costs a worker ~20 MB; 1 MiB cost ~140 MB
@@ -76,12 +76,7 @@ class TextFile(TextSource):
                 try:
                     yield block.decode("utf-8", errors=self.errors)
                 except UnicodeDecodeError as error:
-                    where = offset + error.start
-                    lines = line + block.count(b"\n", 0, error.start) + 1
-                    raise MinigptError(
-                        f"{self.key}: {self.path} is not UTF-8 text (bad byte 0x{block[error.start]:02x} at offset "
-                        f"{where}, line {lines}); convert it to UTF-8, or set data.errors to replace or ignore"
-                    ) from None
+                    raise not_utf8(self.key, self.path, block, error, offset, line) from None
                 offset += len(block)
                 line += block.count(b"\n")
 

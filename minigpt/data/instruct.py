@@ -13,19 +13,16 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from minigpt.constants import IGNORE_INDEX
 from minigpt.corpus.sources import KnownFile, decode_text, resolve_file
-from minigpt.data.vocabulary import covering
-from minigpt.data.windows import check_batching
+from minigpt.data.base import TokenDataModule
 from minigpt.errors import MinigptError
-from minigpt.pretrained import load_tokenizer
 from minigpt.prompts import PromptStyle, style_by_name
 from minigpt.tokenizers import END_OF_TEXT_CHAR, CharTokenizer, Tokenizer
 
@@ -157,7 +154,7 @@ def pad_batch(examples: list[Example], pad_id: int) -> tuple[torch.Tensor, torch
     return inputs, labels
 
 
-class InstructDataModule(LightningDataModule):
+class InstructDataModule(TokenDataModule):
     """Instruction tuning on any JSONL file of instruction / context / response records.
 
     The records are shuffled with `seed`, optionally filtered by category and capped at
@@ -186,8 +183,6 @@ class InstructDataModule(LightningDataModule):
             a character vocabulary of the records. A character vocabulary grows to cover the records.
     """
 
-    known_file: ClassVar[KnownFile | None] = None
-
     def __init__(
         self,
         path: str | None = None,
@@ -207,38 +202,23 @@ class InstructDataModule(LightningDataModule):
         num_workers: int = 0,
         tokenizer_from: str | None = None,
     ) -> None:
-        super().__init__()
-        check_batching(block_size, batch_size, val_fraction, num_workers)
+        super().__init__(path, block_size, batch_size, val_fraction, num_workers, seed, tokenizer_from)
         if max_records is not None and max_records < 2:
             raise MinigptError(
                 f"data.max_records must be at least 2 (one to train, one to validate), got {max_records}"
             )
         self.style = style_by_name(prompt_style)
-        self.path = path
-        self.block_size = block_size
-        self.batch_size = batch_size
         self.prompt_style = prompt_style
         self.mask_prompt = mask_prompt
-        self.val_fraction = val_fraction
         self.categories = categories
         self.max_records = max_records
         self.skip_malformed = skip_malformed
         self.fields = RecordFields(instruction_field, context_field, response_field, category_field)
-        self.seed = seed
-        self.num_workers = num_workers
-        self.tokenizer_from = tokenizer_from
-        self.tokenizer: Tokenizer | None = None
         self._examples: dict[str, list[Example]] | None = None
         self.skipped_records = 0
         self.dropped_records = 0
         # Held-out records that fit the block, for generation-based evaluation.
         self.val_records: list[InstructionRecord] = []
-
-    @property
-    def vocab_size(self) -> int:
-        self.prepare()
-        assert self.tokenizer is not None
-        return self.tokenizer.vocab_size
 
     def _select(self, records: list[InstructionRecord], path: Path) -> list[InstructionRecord]:
         random.Random(self.seed).shuffle(records)
@@ -268,12 +248,8 @@ class InstructDataModule(LightningDataModule):
         # ASCII's end-of-text character, which ends each response in a character vocabulary.
         text = "".join(r.instruction + r.context + r.response for r in records)
         text += self.style.with_context + self.style.without_context + END_OF_TEXT_CHAR
-        if self.tokenizer is None and self.tokenizer_from is not None:
-            self.tokenizer = load_tokenizer(self.tokenizer_from, key="data.tokenizer_from")
-        if self.tokenizer is None:
-            self.tokenizer = CharTokenizer.from_text(text)
-        else:
-            self.tokenizer = covering(self.tokenizer, text, str(path))
+        # Without a tokenizer given, a character vocabulary of the records.
+        self.tokenizer = self.given_tokenizer(lambda: [text], str(path)) or CharTokenizer.from_text(text)
         if self.tokenizer.eot_id is None:
             rank_zero_warn(
                 "the tokenizer has no end-of-text token: responses are not taught to stop, so generation "
@@ -307,12 +283,6 @@ class InstructDataModule(LightningDataModule):
                 f"data.block_size {self.block_size}"
             )
 
-    def prepare_data(self) -> None:
-        self.prepare()
-
-    def setup(self, stage: str) -> None:
-        self.prepare()
-
     def examples(self, split: str) -> list[Example]:
         self.prepare()
         assert self._examples is not None
@@ -325,15 +295,9 @@ class InstructDataModule(LightningDataModule):
         return pad if pad is not None else (self.tokenizer.eot_id or 0)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.examples(split),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            collate_fn=functools.partial(pad_batch, pad_id=self._pad_id()),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        examples = self.examples(split)
+        collate = functools.partial(pad_batch, pad_id=self._pad_id())
+        return self.loader(examples, self.batch_size, shuffle=shuffle, collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
-import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from minigpt.corpus.cache import build_splits, cache_key, load_splits, local_rank, wait_for_splits
-from minigpt.corpus.sources import KnownFile, cache_root, decode_text, resolve_file
+from minigpt.corpus.sources import cache_root, decode_text, resolve_file
 from minigpt.corpus.streaming import DecodeErrors, InMemoryText, TextSource, default_workers
-from minigpt.data.vocabulary import covering
-from minigpt.data.windows import EpochWindowBatches, RandomWindowBatches, SequentialWindows, check_batching
+from minigpt.data.base import TokenDataModule
+from minigpt.data.windows import EpochWindowBatches, RandomWindowBatches, SequentialWindows
 from minigpt.errors import MinigptError
 from minigpt.pretrained import load_tokenizer
 from minigpt.tokenizers import Tokenizer, TokenizerSpec, tokenizer_from_json
 
 
-class TextDataModule(LightningDataModule):
+class TextDataModule(TokenDataModule):
     """Language-model windows from a UTF-8 text file.
 
     The first `1 - val_fraction` of the text trains, the rest validates (and tests). Training
@@ -54,7 +53,6 @@ class TextDataModule(LightningDataModule):
             (linked from model.init_from, and set to --ckpt_path when a run resumes).
     """
 
-    known_file: ClassVar[KnownFile | None] = None
     default_tokenizer: ClassVar[TokenizerSpec] = TokenizerSpec()
 
     def __init__(
@@ -73,34 +71,19 @@ class TextDataModule(LightningDataModule):
         cache_dir: str | None = None,
         tokenizer_from: str | None = None,
     ) -> None:
-        super().__init__()
-        check_batching(block_size, batch_size, val_fraction, num_workers)
+        super().__init__(path, block_size, batch_size, val_fraction, num_workers, seed, tokenizer_from)
         if train_order not in ("random", "epochs"):
             raise MinigptError(f"data.train_order must be random or epochs, got {train_order!r}")
         if errors not in ("strict", "replace", "ignore"):
             raise MinigptError(f"data.errors must be strict, replace or ignore, got {errors!r}")
-        self.path = path
         self.tokenizer_spec = tokenizer if tokenizer is not None else self.default_tokenizer
         self.tokenizer_is_explicit = tokenizer is not None
-        self.block_size = block_size
-        self.batch_size = batch_size
-        self.val_fraction = val_fraction
-        self.num_workers = num_workers
-        self.seed = seed
         self.max_val_windows = max_val_windows
         self.train_order = train_order
         self.errors = errors
         self.tokenize_workers = tokenize_workers
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "tokens"
-        self.tokenizer_from = tokenizer_from
-        self.tokenizer: Tokenizer | None = None
         self._splits: dict[str, np.ndarray] | None = None
-
-    @property
-    def vocab_size(self) -> int:
-        self.prepare()
-        assert self.tokenizer is not None
-        return self.tokenizer.vocab_size
 
     def split_sources(self) -> dict[str, TextSource]:
         """Each split's text. Here: the file, cut at `val_fraction` from its end."""
@@ -117,12 +100,15 @@ class TextDataModule(LightningDataModule):
             return
         sources = self.split_sources()
         fingerprints = {name: source.fingerprint() for name, source in sources.items()}
-        if self.tokenizer is not None:
-            tokenizer = self._covering(self.tokenizer, sources)
-        elif self.tokenizer_from is not None and not self.tokenizer_is_explicit:
-            given = load_tokenizer(self.tokenizer_from, key="data.tokenizer_from")
-            tokenizer = self._covering(given, sources)
-        else:
+        tokenizer = None
+        # A data.tokenizer block set in the config wins over a linked tokenizer_from.
+        if self.tokenizer is not None or not self.tokenizer_is_explicit:
+
+            def chunks() -> Iterator[str]:
+                return chain.from_iterable(source.chunks() for source in sources.values())
+
+            tokenizer = self.given_tokenizer(chunks, next(iter(sources.values())).name)
+        if tokenizer is None:
             tokenizer = self._tokenizer(sources, fingerprints)
         parts = [part for name in sorted(sources) for part in (name, fingerprints[name])]
         folder = self.cache_dir / cache_key(*parts, tokenizer.to_json())
@@ -168,33 +154,10 @@ class TextDataModule(LightningDataModule):
         partial.replace(saved)
         return tokenizer
 
-    @staticmethod
-    def _covering(tokenizer: Tokenizer, sources: dict[str, TextSource]) -> Tokenizer:
-        text = "".join(chain.from_iterable(source.chunks() for source in sources.values()))
-        return covering(tokenizer, text, next(iter(sources.values())).name)
-
-    def prepare_data(self) -> None:
-        self.prepare()
-
-    def setup(self, stage: str) -> None:
-        self.prepare()
-
     def split(self, name: str) -> np.ndarray:
         self.prepare()
         assert self._splits is not None
         return self._splits[name]
-
-    def _loader(self, dataset: torch.utils.data.Dataset, batch_size: int | None) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            # A private generator: creating a loader iterator must not draw from torch's global
-            # one, or a resumed run's dropout would drift from the uninterrupted run's.
-            generator=torch.Generator().manual_seed(self.seed),
-        )
 
     def train_dataloader(self) -> DataLoader:
         # Started at the trainer's step (restored before this is called), a resumed run continues
@@ -206,18 +169,14 @@ class TextDataModule(LightningDataModule):
         dataset = order(
             self.split("train"), self.block_size, self.batch_size, seed=self.seed, world_size=world_size, **position
         )
-        return self._loader(dataset, batch_size=None)
+        return self.loader(dataset, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(
-            SequentialWindows(self.split("val"), self.block_size, self.max_val_windows), self.batch_size
-        )
+        return self.loader(SequentialWindows(self.split("val"), self.block_size, self.max_val_windows), self.batch_size)
 
     def test_dataloader(self) -> DataLoader:
         # Corpora with their own test file (WikiText) test on it; a single file tests on val.
         self.prepare()
         assert self._splits is not None
         split = "test" if "test" in self._splits else "val"
-        return self._loader(
-            SequentialWindows(self.split(split), self.block_size, self.max_val_windows), self.batch_size
-        )
+        return self.loader(SequentialWindows(self.split(split), self.block_size, self.max_val_windows), self.batch_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,30 +12,15 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from minigpt.errors import MinigptError
 
 
-def check_batching(block_size: int, batch_size: int, val_fraction: float, num_workers: int) -> None:
-    """The settings every data module shares: one-line errors naming the data.* key."""
-    for name, value in (("block_size", block_size), ("batch_size", batch_size)):
-        if value <= 0:
-            raise MinigptError(f"data.{name} must be a positive integer, got {value}")
-    if not 0.0 < val_fraction < 1.0:
-        raise MinigptError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
-    if num_workers < 0:
-        raise MinigptError(f"data.num_workers must be 0 or more, got {num_workers}")
-
-
 def _to_pair(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     rows = torch.from_numpy(rows.astype(np.int64))
     return rows[..., :-1], rows[..., 1:]
 
 
-class RandomWindowBatches(IterableDataset):
-    """An endless stream of batches of windows at random offsets.
-
-    Batch number `step` is a pure function of (seed, rank, step), so a run resumed at step N sees
-    exactly the batches an uninterrupted run would, whatever the number of dataloader workers.
-    Under data parallelism each rank draws only from its own contiguous 1/world_size of the
-    tokens, so no two ranks ever train on the same window.
-    """
+class StepBatches(IterableDataset):
+    """An endless stream of training batches where batch number `step` is a pure function of
+    (seed, rank, world size, step): a run resumed at step N continues the very sequence an
+    uninterrupted run would have seen, whatever the number of dataloader workers."""
 
     def __init__(
         self,
@@ -46,25 +32,21 @@ class RandomWindowBatches(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        shard = len(tokens) // world_size
-        if shard < block_size + 1:
-            raise MinigptError(
-                f"the training split has {len(tokens)} tokens: too few for {world_size} ranks to get "
-                f"{block_size + 1} each; use a longer text, fewer devices or a smaller data.block_size"
-            )
-        self.shard = (rank * shard, (rank + 1) * shard)  # token range this rank draws from
-        self.tokens = tokens[self.shard[0] : self.shard[1]]
+        self.tokens = tokens
         self.block_size = block_size
         self.batch_size = batch_size
         self.seed = seed
         self.start_step = start_step
         self.rank = rank
+        self.world_size = world_size
         self._offsets = np.arange(block_size + 1)
 
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, self.rank, step))
-        starts = rng.integers(0, len(self.tokens) - self.block_size, size=self.batch_size)
+    def windows(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (input, target) windows that start at `starts`."""
         return _to_pair(self.tokens[starts[:, None] + self._offsets])
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         worker = get_worker_info()
@@ -75,6 +57,29 @@ class RandomWindowBatches(IterableDataset):
         while True:
             yield self.batch(step)
             step += stride
+
+
+class RandomWindowBatches(StepBatches):
+    """Batches of windows at random offsets.
+
+    Under data parallelism each rank draws only from its own contiguous 1/world_size of the
+    tokens, so no two ranks ever train on the same window.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        shard = len(self.tokens) // self.world_size
+        if shard < self.block_size + 1:
+            raise MinigptError(
+                f"the training split has {len(self.tokens)} tokens: too few for {self.world_size} ranks to get "
+                f"{self.block_size + 1} each; use a longer text, fewer devices or a smaller data.block_size"
+            )
+        self.shard = (self.rank * shard, (self.rank + 1) * shard)  # token range this rank draws from
+        self.tokens = self.tokens[self.shard[0] : self.shard[1]]
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, self.rank, step))
+        return self.windows(rng.integers(0, len(self.tokens) - self.block_size, size=self.batch_size))
 
 
 class SequentialWindows(Dataset):
@@ -94,7 +99,7 @@ class SequentialWindows(Dataset):
         return _to_pair(self.tokens[start : start + self.block_size + 1])
 
 
-class EpochWindowBatches(IterableDataset):
+class EpochWindowBatches(StepBatches):
     """Batches that visit every window of the corpus once per epoch, split disjointly.
 
     Each epoch cuts the tokens into non-overlapping windows (from a seeded shift, so boundaries
@@ -115,13 +120,7 @@ class EpochWindowBatches(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        self.tokens = tokens
-        self.block_size = block_size
-        self.batch_size = batch_size
-        self.seed = seed
-        self.start_step = start_step
-        self.rank = rank
-        self.world_size = world_size
+        super().__init__(tokens, block_size, batch_size, seed, start_step, rank, world_size)
         # Leave room for a shift of up to block_size - 1 tokens: every epoch has as many windows.
         windows = (len(tokens) - block_size) // block_size
         self.windows_per_rank = windows // world_size
@@ -131,7 +130,6 @@ class EpochWindowBatches(IterableDataset):
                 f"the training split has {len(tokens)} tokens: too few for one batch of {batch_size} windows of "
                 f"{block_size + 1} tokens on each of {world_size} ranks; use more text or smaller batches"
             )
-        self._offsets = np.arange(block_size + 1)
         self._epoch: int | None = None
         self._starts: np.ndarray | None = None
 
@@ -148,13 +146,4 @@ class EpochWindowBatches(IterableDataset):
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, index = divmod(step, self.batches_per_epoch)
-        starts = self.window_starts(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
-        return _to_pair(self.tokens[starts[:, None] + self._offsets])
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        worker = get_worker_info()
-        first, stride = (0, 1) if worker is None else (worker.id, worker.num_workers)
-        step = self.start_step + first
-        while True:
-            yield self.batch(step)
-            step += stride
+        return self.windows(self.window_starts(epoch)[index * self.batch_size : (index + 1) * self.batch_size])

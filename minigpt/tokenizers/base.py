@@ -99,8 +99,8 @@ class Tokenizer(ABC):
         """Refuse, with one line naming the key, settings this kind cannot train with."""
         return None  # the kinds that need settings check them
 
-    def extended(self, text: str) -> Tokenizer:
-        """A tokenizer that also covers `text`, giving every existing token the same id.
+    def extended(self, texts: Iterable[str]) -> Tokenizer:
+        """A tokenizer that also covers `texts` (chunks of one text), giving every existing token the same id.
 
         Byte-level kinds already cover any text and return themselves; a character vocabulary
         appends the characters it lacks.

@@ -18,6 +18,14 @@ from minigpt.tokenizers.base import SPECIAL_TOKENS, Tokenizer, TrainingOptions
 END_OF_TEXT_CHAR = "\x03"
 
 
+def alphabet(text: str | Iterable[str]) -> set[str]:
+    """The characters of `text` (a string, or chunks of one)."""
+    characters: set[str] = set()
+    for chunk in [text] if isinstance(text, str) else text:
+        characters.update(chunk)
+    return characters
+
+
 class CharTokenizer(Tokenizer):
     """Ids in sorted character order; with `special_tokens`, end-of-text and padding come last.
 
@@ -42,10 +50,7 @@ class CharTokenizer(Tokenizer):
     @classmethod
     def from_text(cls, text: str | Iterable[str], special_tokens: bool = False) -> CharTokenizer:
         """The alphabet of `text` (a string, or chunks of one)."""
-        alphabet: set[str] = set()
-        for chunk in [text] if isinstance(text, str) else text:
-            alphabet.update(chunk)
-        return cls(sorted(alphabet), special_tokens)
+        return cls(sorted(alphabet(text)), special_tokens)
 
     @classmethod
     def train(cls, texts: Iterable[str], options: TrainingOptions) -> CharTokenizer:
@@ -71,12 +76,12 @@ class CharTokenizer(Tokenizer):
     def pad_id(self) -> int | None:
         return len(self.chars) + 1 if self.special_tokens else None
 
-    def unknown_characters(self, text: str) -> list[str]:
-        return sorted(set(text) - self._ids.keys())
+    def unknown_characters(self, text: str | Iterable[str]) -> list[str]:
+        return sorted(alphabet(text) - self._ids.keys())
 
-    def extended(self, text: str) -> CharTokenizer:
-        """This vocabulary plus the characters of `text` it lacks, appended in sorted order."""
-        added = self.unknown_characters(text)
+    def extended(self, texts: Iterable[str]) -> CharTokenizer:
+        """This vocabulary plus the characters of `texts` it lacks, appended in sorted order."""
+        added = self.unknown_characters(texts)
         if not added:
             return self
         if self.special_tokens:
