@@ -16,6 +16,7 @@ freezes the head too, and `all_but_head` trains the token embedding as the head.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -27,8 +28,22 @@ from minigpt.errors import MinigptError
 from minigpt.model import GPT
 from minigpt.optim import adamw_groups
 
+
+def positions(model: GPT) -> list[nn.Module]:
+    """The learned position table, if the model has one."""
+    return [model.transformer["wpe"]] if "wpe" in model.transformer else []
+
+
+# What each part name stands for; `blocks[N]` and `blocks[:N]` are read by `select_modules`.
+PARTS: dict[str, Callable[[GPT], list[nn.Module]]] = {
+    "embeddings": lambda model: [model.transformer.wte, *positions(model)],
+    "attention": lambda model: [block.attn for block in model.transformer.h],
+    "mlp": lambda model: [block.mlp for block in model.transformer.h],
+    "blocks": lambda model: list(model.transformer.h),
+    "all_but_head": lambda model: [*positions(model), *model.transformer.h],
+}
 BLOCK_INDEX = re.compile(r"^blocks\[(:?)(\d+)\]$")
-PART_NAMES = ("embeddings", "attention", "mlp", "blocks", "blocks[N]", "blocks[:N]", "all_but_head")
+PART_NAMES = (*PARTS, "blocks[N]", "blocks[:N]")
 
 
 def gpt_of(pl_module: LightningModule) -> GPT:
@@ -40,19 +55,12 @@ def gpt_of(pl_module: LightningModule) -> GPT:
 
 def select_modules(model: GPT, part: str) -> list[nn.Module]:
     """The modules a part name stands for, with a one-line error for a name the model lacks."""
-    blocks = list(model.transformer.h)
-    named = {
-        "embeddings": [model.transformer.wte, model.transformer.wpe],
-        "attention": [block.attn for block in blocks],
-        "mlp": [block.mlp for block in blocks],
-        "blocks": blocks,
-        "all_but_head": [model.transformer.wpe, *blocks],
-    }
-    if part in named:
-        return named[part]
+    if part in PARTS:
+        return PARTS[part](model)
     match = BLOCK_INDEX.match(part)
     if match is None:
         raise MinigptError(f"unknown layer part {part!r} to freeze; use any of {', '.join(PART_NAMES)}")
+    blocks = list(model.transformer.h)
     first_n, index = match.group(1) == ":", int(match.group(2))
     if first_n and 1 <= index <= len(blocks):
         return blocks[:index]
@@ -127,7 +135,7 @@ class GradualUnfreezing(BaseFinetuning):
         self.unfrozen = 0
 
     def _stages(self, model: GPT) -> list[nn.Module]:
-        return [*reversed(model.transformer.h), model.transformer.wpe]
+        return [*reversed(model.transformer.h), *positions(model)]
 
     def freeze_before_training(self, pl_module: LightningModule) -> None:
         self.freeze(self._stages(gpt_of(pl_module)))

@@ -18,7 +18,7 @@ from minigpt.checkpoint import METADATA_KEY, metadata
 from minigpt.constants import IGNORE_INDEX
 from minigpt.errors import MinigptError
 from minigpt.model import GPTConfig
-from minigpt.optim import adamw_groups, warmup_cosine
+from minigpt.optim import SCHEDULES, adamw_groups
 from minigpt.pretrained import build_network
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
@@ -47,11 +47,12 @@ class LanguageModel(LightningModule):
             gpt2. The architecture comes from it; a fine-tune config sets it through
             `finetune: true` and --ckpt_path. Training starts at step 0 with a fresh optimizer.
         learning_rate: Peak learning rate of AdamW.
-        min_lr: Learning rate at the end of the cosine decay.
+        min_lr: Learning rate at the end of the decay.
         weight_decay: AdamW weight decay, applied to matrices and embeddings only.
         betas: AdamW betas.
         warmup_steps: Steps of linear warmup.
-        lr_decay_steps: Step at which the cosine reaches min_lr (default: trainer.max_steps).
+        lr_schedule: After the warmup: cosine or linear decay to min_lr, or constant (minigpt.optim.SCHEDULES).
+        lr_decay_steps: Step at which the decay reaches min_lr (default: trainer.max_steps).
         compile: Compile the network with torch.compile (worth it on GPUs).
         on_nonfinite_loss: "stop" ends the run at a NaN/inf loss, before it reaches the weights,
             keeping the checkpoints already written; "skip" drops that batch and goes on.
@@ -75,6 +76,7 @@ class LanguageModel(LightningModule):
         weight_decay: float = 0.1,
         betas: tuple[float, float] = (0.9, 0.99),
         warmup_steps: int = 100,
+        lr_schedule: str = "cosine",
         lr_decay_steps: int | None = None,
         compile: bool = False,
         on_nonfinite_loss: Literal["stop", "skip"] = "stop",
@@ -83,6 +85,8 @@ class LanguageModel(LightningModule):
         self.save_hyperparameters()
         if min_lr > learning_rate:
             raise MinigptError(f"model.min_lr ({min_lr}) must not exceed model.learning_rate ({learning_rate})")
+        if lr_schedule not in SCHEDULES:
+            raise MinigptError(f"unknown model.lr_schedule {lr_schedule!r}; choose one of {', '.join(SCHEDULES)}")
         self.arch = arch
         given = {name: value for name, value in locals().items() if name in ARCHITECTURE_FIELDS}
         network = build_network(arch, preset, given, init_from)
@@ -126,10 +130,10 @@ class LanguageModel(LightningModule):
         optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, betas=tuple(hp.betas), fused=True)
         decay_steps = hp.lr_decay_steps or self.trainer.max_steps
         if decay_steps is None or decay_steps <= 0:
-            raise MinigptError("set trainer.max_steps or model.lr_decay_steps: the cosine schedule needs an end")
-        min_ratio = hp.min_lr / hp.learning_rate
+            raise MinigptError("set trainer.max_steps or model.lr_decay_steps: the learning-rate schedule needs an end")
+        min_ratio, schedule = hp.min_lr / hp.learning_rate, SCHEDULES[hp.lr_schedule]
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, decay_steps, min_ratio)
+            optimizer, lambda step: schedule(step, hp.warmup_steps, decay_steps, min_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

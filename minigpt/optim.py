@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -16,11 +17,37 @@ def adamw_groups(roles: dict[str, list[nn.Parameter]], weight_decay: float, **ex
     return [{**group, **extra} for group in groups if group["params"]]
 
 
+# A schedule maps (step, warmup_steps, decay_steps, min_ratio) to the multiplier of the peak
+# learning rate. Every schedule warms up linearly, ends at `min_ratio` at `decay_steps` and stays
+# there; `model.lr_schedule` picks one by name.
+Schedule = Callable[[int, int, int, float], float]
+
+
+def _warmup(step: int, warmup_steps: int) -> float:
+    return (step + 1) / (warmup_steps + 1)
+
+
 def warmup_cosine(step: int, warmup_steps: int, decay_steps: int, min_ratio: float) -> float:
-    """LR multiplier: linear warmup to 1, cosine decay to `min_ratio` at `decay_steps`, flat after."""
+    """Linear warmup to 1, cosine decay to `min_ratio` at `decay_steps`, flat after."""
     if step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
+        return _warmup(step, warmup_steps)
     if step >= decay_steps:
         return min_ratio
     progress = (step - warmup_steps) / max(1, decay_steps - warmup_steps)
     return min_ratio + 0.5 * (1.0 - min_ratio) * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_linear(step: int, warmup_steps: int, decay_steps: int, min_ratio: float) -> float:
+    """Linear warmup to 1, linear decay to `min_ratio` at `decay_steps`, flat after."""
+    if step < warmup_steps:
+        return _warmup(step, warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / max(1, decay_steps - warmup_steps))
+    return 1.0 - (1.0 - min_ratio) * progress
+
+
+def warmup_constant(step: int, warmup_steps: int, decay_steps: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then constant: no decay."""
+    return _warmup(step, warmup_steps) if step < warmup_steps else 1.0
+
+
+SCHEDULES: dict[str, Schedule] = {"cosine": warmup_cosine, "linear": warmup_linear, "constant": warmup_constant}

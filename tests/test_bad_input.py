@@ -67,6 +67,7 @@ CASES: dict[str, tuple[Case, str]] = {
     "fit, missing config file": (lambda w: fit(w, f"--config={w / 'nope.yaml'}"), "nope.yaml"),
     "fit, n_embd not divisible by n_head": (lambda w: fit(w, "--model.n_head=3"), "must be divisible by model.n_head"),
     "fit, block_size 0": (lambda w: fit(w, "--data.block_size=0"), "data.block_size must be a positive integer"),
+    "fit, unknown lr schedule": (lambda w: fit(w, "--model.lr_schedule=wavy"), "unknown model.lr_schedule 'wavy'"),
     "fit, unwritable log folder": (
         lambda w: fit(w, f"--trainer.default_root_dir={w / 'a_file' / 'runs'}"),
         "cannot write run output",
@@ -199,8 +200,8 @@ def test_bad_input(name: str, workspace: Path, capsys: pytest.CaptureFixture) ->
     assert {path: after.get(path) for path in before} == before, "a failed command changed or removed files"
 
 
-def test_every_documented_error_case_is_in_the_readme() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_every_documented_error_case_is_in_the_troubleshooting_page() -> None:
+    readme = (REPO / "docs" / "troubleshooting.md").read_text()
     for phrase in (
         "does not exist",
         "is empty",

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import tiny_fit_args
+from test_training import scalars
+
+from minigpt.bigram import BigramConfig, BigramLM
+from minigpt.cli import main
+from minigpt.model import GPT, GPTConfig
+from minigpt.optim import SCHEDULES, adamw_groups
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_every_schedule_warms_up_then_ends_where_it_should(name: str) -> None:
+    schedule = SCHEDULES[name]
+    assert schedule(0, 10, 100, 0.1) == pytest.approx(1 / 11)
+    assert schedule(10, 10, 100, 0.1) == pytest.approx(1.0)
+    end = 1.0 if name == "constant" else 0.1
+    assert schedule(100, 10, 100, 0.1) == pytest.approx(end) and schedule(500, 10, 100, 0.1) == pytest.approx(end)
+    assert all(schedule(s, 10, 100, 0.1) >= schedule(s + 1, 10, 100, 0.1) for s in range(10, 120))
+
+
+@pytest.mark.parametrize(
+    "model", [GPT(GPTConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=8)), BigramLM(BigramConfig(11))]
+)
+def test_parameter_roles_cover_every_parameter_once(model: GPT | BigramLM) -> None:
+    groups = adamw_groups(model.parameter_roles(), weight_decay=0.1)
+    grouped = [id(param) for group in groups for param in group["params"]]
+    assert sorted(grouped) == sorted(id(param) for param in model.parameters())
+    assert all(param.dim() >= 2 for param in groups[0]["params"])  # only matrices and embeddings decay
+
+
+def test_lr_schedule_is_chosen_in_the_config(corpus: Path, tmp_path: Path) -> None:
+    overrides = {"model.lr_schedule": "linear", "model.min_lr": 3e-4, "model.warmup_steps": 0}
+    main(tiny_fit_args(corpus, max_steps=10, **overrides))
+    lrs = scalars(tmp_path / "lightning_logs" / "version_0", "train/lr")
+    # Logged after each step: a straight line from 3e-3 to 3e-4 over 10 steps.
+    assert lrs[5] == pytest.approx(3e-3 - 2.7e-3 * 5 / 10, rel=1e-3)
+    assert lrs[10] == pytest.approx(3e-4, rel=1e-3)
