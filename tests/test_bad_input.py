@@ -68,6 +68,7 @@ CASES: dict[str, tuple[Case, str]] = {
     "fit, n_embd not divisible by n_head": (lambda w: fit(w, "--model.n_head=3"), "must be divisible by model.n_head"),
     "fit, block_size 0": (lambda w: fit(w, "--data.block_size=0"), "data.block_size must be a positive integer"),
     "fit, unknown lr schedule": (lambda w: fit(w, "--model.lr_schedule=wavy"), "unknown model.lr_schedule 'wavy'"),
+    "fit, no CPU threads": (lambda w: fit(w, "--cpu.threads=0"), "cpu.threads must be 1 or more, got 0"),
     "fit, unwritable log folder": (
         lambda w: fit(w, f"--trainer.default_root_dir={w / 'a_file' / 'runs'}"),
         "cannot write run output",

@@ -18,7 +18,7 @@ PACKAGE = Path(minigpt.__file__).parent
 # Each module's layer: a module may import only from its own layer or the ones below it.
 LAYERS = [
     ["errors", "constants", "sampling"],
-    ["model", "bigram", "optim"],
+    ["model", "bigram", "optim", "threads"],
     ["tokenizers"],
     ["prompts", "corpus"],
     ["generation"],
@@ -40,6 +40,7 @@ WITHOUT_LIGHTNING = [
     "minigpt.generation",
     "minigpt.checkpoint",
     "minigpt.pretrained",
+    "minigpt.threads",
 ]
 WITHOUT_TORCH = [
     "minigpt.cli",

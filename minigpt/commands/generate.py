@@ -91,8 +91,7 @@ def generate_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_generate(args: Sequence[str]) -> None:
-    options = generate_parser().parse_args(args)
+def run_generate(options: argparse.Namespace) -> None:
     sampling = sampling_from(options)
     checkpoint = open_checkpoint(options)
     prompt = read_prompt(options)
@@ -124,8 +123,7 @@ def chat_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_chat(args: Sequence[str]) -> None:
-    options = chat_parser().parse_args(args)
+def run_chat(options: argparse.Namespace) -> None:
     sampling = sampling_from(options)
     checkpoint = open_checkpoint(options)
     interactive = sys.stdin.isatty()
@@ -160,4 +158,9 @@ def run_chat(args: Sequence[str]) -> None:
 
 def run(args: Sequence[str]) -> None:
     command, *rest = args
-    (run_chat if command == "chat" else run_generate)(rest)
+    parser, runner = (chat_parser, run_chat) if command == "chat" else (generate_parser, run_generate)
+    options = parser().parse_args(rest)  # --help and usage errors end here, before torch loads
+    from minigpt.threads import sharing_cores
+
+    with sharing_cores():
+        runner(options)

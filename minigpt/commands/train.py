@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from minigpt.atomic_io import AtomicCheckpointIO
-from minigpt.callbacks import GracefulInterrupt, OptimizationLogger, RandomState, ThroughputLogger
+from minigpt.callbacks import CpuThreads, GracefulInterrupt, OptimizationLogger, RandomState, ThroughputLogger
 from minigpt.checkpoint import read_checkpoint
 from minigpt.errors import MinigptError
 from minigpt.evaluation import TextSample
@@ -67,6 +67,7 @@ class MinigptCLI(LightningCLI):
         parser.link_arguments("data.block_size", "model.block_size", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(TextSample, "sample")
+        parser.add_lightning_class_args(CpuThreads, "cpu")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/loss",

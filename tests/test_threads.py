@@ -1,0 +1,89 @@
+"""CPU threads: a run alone keeps torch's threads, runs that share the cores split them."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_fit_args
+
+from minigpt import threads
+from minigpt.cli import main
+from minigpt.threads import CoreShare, ThreadPolicy
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from minigpt.threads import CoreShare
+share = CoreShare(Path(sys.argv[1]))
+share.join()
+print("joined", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def automatic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Threads chosen by minigpt, out of 4 of torch's, with a registry of this test's own."""
+    monkeypatch.setattr(threads, "USER_SET_THREADS", False)
+    monkeypatch.setattr(threads, "DEFAULT_THREADS", 4)
+    monkeypatch.setattr(threads, "REGISTRY", tmp_path / "registry")
+    before = torch.get_num_threads()
+    yield tmp_path / "registry"
+    torch.set_num_threads(before)
+
+
+def test_threads_follow_the_processes_that_share_the_cpu(automatic: Path) -> None:
+    policy = ThreadPolicy()
+    assert policy.start() == "CPU threads: 4 (alone on the CPU)" and torch.get_num_threads() == 4
+    other = subprocess.Popen([sys.executable, "-c", HOLDER, str(automatic)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "joined"
+        assert "2 minigpt processes share" in policy.update() and torch.get_num_threads() == 2
+        assert policy.update() is None  # nothing changed, nothing to say
+    finally:
+        other.kill()
+        other.wait()
+    # Killed without a word: the OS dropped its lock, so its entry is stale and removed.
+    assert policy.update() == "CPU threads: 4 (alone on the CPU)" and torch.get_num_threads() == 4
+    assert len(list(automatic.glob("*.lock"))) == 1
+    policy.stop()
+    assert not list(automatic.glob("*.lock"))
+
+
+def test_two_entries_in_one_process_count_as_two(automatic: Path) -> None:
+    first, second = CoreShare(), CoreShare()
+    first.join()
+    second.join()
+    assert first.processes() == second.processes() == 2
+    second.leave()
+    assert first.processes() == 1
+    first.leave()
+
+
+def test_what_the_user_set_wins(automatic: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "USER_SET_THREADS", True)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    torch.set_num_threads(3)
+    policy = ThreadPolicy()
+    assert policy.start() == "CPU threads: 3 (OMP_NUM_THREADS=3)" and policy.update() is None
+    assert not automatic.exists()  # a run that does not share does not register either
+    explicit = ThreadPolicy(threads=1)
+    assert explicit.start() == "CPU threads: 1 (cpu.threads)" and torch.get_num_threads() == 1
+    explicit.stop()
+    assert torch.get_num_threads() == 3
+
+
+def test_fit_reports_its_threads_and_takes_cpu_threads(
+    automatic: Path, corpus: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        main(tiny_fit_args(corpus, max_steps=2))
+        main(tiny_fit_args(corpus, max_steps=2, **{"cpu.threads": 1}))
+    lines = [record.getMessage() for record in caplog.records if "CPU threads" in record.getMessage()]
+    assert lines == ["minigpt: CPU threads: 4 (alone on the CPU)", "minigpt: CPU threads: 1 (cpu.threads)"]
+    assert not list(automatic.glob("*.lock"))  # each run left the registry when it ended
