@@ -18,9 +18,9 @@ from torch import nn
 
 from minigpt.checkpoint import ARCHITECTURES, build_model, network_state, read_checkpoint, stored_tokenizer
 from minigpt.errors import MinigptError, first_line
-from minigpt.hf_gpt2 import REQUIRED_FILES, read_gpt2_dir
+from minigpt.huggingface.gpt2 import REQUIRED_FILES, read_gpt2_dir
 from minigpt.model import GPT, PRESETS, GPTConfig
-from minigpt.tokenizers import PretrainedTokenizer, Tokenizer, tokenizer_from_json
+from minigpt.tokenizers import PretrainedTokenizer, Tokenizer, minigpt_settings_path, tokenizer_from_json
 
 HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 # Suffixes of files, never of hub names: such a source that does not exist is a missing file.
@@ -85,6 +85,12 @@ def load_tokenizer(source: str, key: str = "tokenizer.path") -> Tokenizer:
     if isinstance(data, dict) and "kind" in data:
         return tokenizer_from_json(text, source=str(path))
     if isinstance(data, dict) and "model" in data:
+        settings = minigpt_settings_path(path)
+        if settings.is_file():
+            # Written beside it by `minigpt tokenizer train`: the same tokenizer as its own kind.
+            own = tokenizer_from_json(settings.read_text(encoding="utf-8"), source=str(settings))
+            if json.loads(own.to_huggingface()) == data:
+                return own
         return PretrainedTokenizer.from_file(path, key)
     raise MinigptError(
         f"{key}: {path} is not a tokenizer file (neither a Hugging Face tokenizer.json nor a minigpt tokenizer); "

@@ -11,7 +11,7 @@ from minigpt.bigram import BigramConfig, BigramLM
 from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
 from minigpt.errors import MinigptError
-from minigpt.hf_gpt2 import export_gpt2
+from minigpt.huggingface.export import export_model
 from minigpt.model import GPT, GPTConfig
 from minigpt.pretrained import load_pretrained
 from minigpt.tokenizers import CharTokenizer, PretrainedTokenizer, tokenizer_from_json
@@ -80,7 +80,7 @@ def test_export_loads_in_transformers_with_the_same_logits(pretrained: Path, tmp
 def test_bias_free_model_exports_and_comes_back(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16, bias=False)).eval()
-    export_gpt2(model, CharTokenizer(list("abcdefghijklmnopqrst")), tmp_path / "out")
+    export_model(model, CharTokenizer(list("abcdefghijklmnopqrst")), tmp_path / "out")
     ids = torch.randint(0, 20, (1, 16))
     with torch.no_grad():
         expected = model(ids)
@@ -131,7 +131,7 @@ def test_hub_name_offline_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 def test_export_refuses_a_bigram_and_a_file_as_out(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(MinigptError, match="only GPT checkpoints export to GPT-2 format, not BigramLM"):
-        export_gpt2(BigramLM(BigramConfig(vocab_size=4)), CharTokenizer(list("abcd")), tmp_path / "out")
+        export_model(BigramLM(BigramConfig(vocab_size=4)), CharTokenizer(list("abcd")), tmp_path / "out")
     (tmp_path / "taken").write_text("")
     with pytest.raises(SystemExit) as exit:
         main(["export", f"--ckpt_path={tmp_path / 'none.ckpt'}", f"--out={tmp_path / 'taken'}"])

@@ -23,7 +23,7 @@ LAYERS = [
     ["prompts", "corpus"],
     ["generation"],
     ["checkpoint"],
-    ["hf_gpt2", "pretrained"],
+    ["huggingface", "pretrained"],
     ["data"],
     ["module", "callbacks", "freezing", "evaluation", "strategies", "atomic_io"],
     ["commands", "cli", "__main__"],

@@ -262,3 +262,25 @@ def test_a_new_kind_is_one_class_and_works_everywhere(corpus: Path) -> None:
     checkpoint = load_checkpoint("lightning_logs/version_0/checkpoints/last.ckpt")
     assert isinstance(checkpoint.tokenizer, ByteTokenizer) and checkpoint.model.config.vocab_size == 256
     assert checkpoint.tokenizer.encode("RO") == [82, 79] and isinstance(checkpoint.generate("ROMEO:", 5)[0], str)
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe", "regex-bpe"])
+def test_tokenizer_train_writes_a_tokenizer_json_other_tools_read(kind: str, corpus: Path, tmp_path: Path) -> None:
+    from tokenizers import Tokenizer as Backend
+    from transformers import PreTrainedTokenizerFast
+
+    from minigpt.cli import main
+
+    output = tmp_path / "tok.json"
+    size = [] if kind == "char" else ["--vocab_size=300"]
+    main(["tokenizer", "train", f"--kind={kind}", *size, f"--input={corpus}", f"--output={output}"])
+    text = corpus.read_text(encoding="utf-8") + TRICKY.replace("🙂", "").replace("“", "").replace("”", "")
+    ours = load_tokenizer(str(output))
+    assert ours.kind == kind  # minigpt's own form, from tok.minigpt.json beside the file
+    if kind == "char":
+        text = "".join(char for char in text if char in ours.chars)
+    ids = ours.encode(text)
+    assert Backend.from_file(str(output)).encode(text, add_special_tokens=False).ids == ids
+    assert PreTrainedTokenizerFast(tokenizer_file=str(output)).encode(text) == ids
+    (tmp_path / "tok.minigpt.json").unlink()
+    assert load_tokenizer(str(output)).encode(text) == ids  # the tokenizer.json alone: the same ids

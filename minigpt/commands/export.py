@@ -12,8 +12,8 @@ from minigpt.errors import MinigptError
 def export_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minigpt export",
-        description="Write a checkpoint as a Hugging Face GPT-2 directory (config.json, model.safetensors, "
-        "tokenizer.json) that transformers' GPT2LMHeadModel.from_pretrained loads.",
+        description="Write a checkpoint as a Hugging Face model directory that transformers' "
+        "AutoModelForCausalLM and AutoTokenizer load as they are (weights, config, tokenizer, generation config).",
     )
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by minigpt fit")
     parser.add_argument("--out", required=True, help="directory to write (created if missing)")
@@ -26,8 +26,8 @@ def run(args: Sequence[str]) -> None:
     if out.exists() and not out.is_dir():
         raise MinigptError(f"--out: {out} is a file; pass a directory")
     from minigpt.checkpoint import load_checkpoint
-    from minigpt.hf_gpt2 import REQUIRED_FILES, export_gpt2
+    from minigpt.huggingface.export import export_model
 
     checkpoint = load_checkpoint(options.ckpt_path)
-    export_gpt2(checkpoint.model, checkpoint.tokenizer, out)
-    print(f"wrote {out}/ ({', '.join(REQUIRED_FILES)})")
+    written = export_model(checkpoint.model, checkpoint.tokenizer, out)
+    print(f"wrote {out}/ ({', '.join(written)})")

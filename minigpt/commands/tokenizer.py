@@ -12,7 +12,7 @@ from pathlib import Path
 from minigpt.corpus.sources import check_readable_file
 from minigpt.corpus.streaming import TextFile
 from minigpt.errors import MinigptError
-from minigpt.tokenizers import SPLIT_PATTERNS, TokenizerSpec, trainable_kinds
+from minigpt.tokenizers import SPLIT_PATTERNS, TokenizerSpec, minigpt_settings_path, trainable_kinds
 
 
 @dataclass
@@ -35,14 +35,15 @@ DEFAULT_COMPARISON = ["char", "bpe:512", "bpe:2048", "regex-bpe:512", "regex-bpe
 def train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minigpt tokenizer train",
-        description="Train a tokenizer on a text file and save it as JSON (use it with "
-        "data.tokenizer: {kind: pretrained, path: FILE}). Give it training text only.",
+        description="Train a tokenizer on a text file and save it as a Hugging Face tokenizer.json, with "
+        "minigpt's own settings beside it in OUTPUT's .minigpt.json sibling (use it with "
+        "data.tokenizer: {kind: pretrained, path: OUTPUT}). Give it training text only.",
     )
     parser.add_argument("--kind", required=True, choices=trainable_kinds())
     parser.add_argument("--vocab_size", type=int, default=None, help="ids to learn (bpe kinds: 258 or more)")
     parser.add_argument("--pattern", default="gpt4", choices=sorted(SPLIT_PATTERNS), help="regex-bpe's split regex")
     parser.add_argument("--input", required=True, help="UTF-8 text file to learn from")
-    parser.add_argument("--output", required=True, help="where to write the tokenizer JSON")
+    parser.add_argument("--output", required=True, help="the tokenizer.json to write (e.g. tok.json)")
     parser.add_argument("--special_tokens", action="store_true", help="char: add end-of-text and padding ids")
     parser.add_argument("--min_frequency", type=int, default=2, help="bpe kinds: rarest pair worth a merge")
     parser.add_argument("--max_training_chars", type=int, default=None, help="learn from the first N characters")
@@ -64,8 +65,10 @@ def run_train(args: Sequence[str]) -> None:
     tokenizer = spec.train(source.chunks())
     output = Path(options.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(tokenizer.to_json(), encoding="utf-8")
-    print(f"{spec.kind} tokenizer with {tokenizer.vocab_size} ids written to {output}")
+    output.write_text(tokenizer.to_huggingface(), encoding="utf-8")
+    settings = minigpt_settings_path(output)
+    settings.write_text(tokenizer.to_json(), encoding="utf-8")
+    print(f"{spec.kind} tokenizer with {tokenizer.vocab_size} ids written to {output} (and {settings.name})")
 
 
 def compare_parser() -> argparse.ArgumentParser:

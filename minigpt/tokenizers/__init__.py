@@ -10,6 +10,7 @@ from minigpt.tokenizers.base import (
     PADDING,
     TOKENIZER_KINDS,
     Tokenizer,
+    minigpt_settings_path,
     tokenizer_from_json,
     trainable_kinds,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "RegexBPETokenizer",
     "Tokenizer",
     "TokenizerSpec",
+    "minigpt_settings_path",
     "tokenizer_from_json",
     "trainable_kinds",
 ]

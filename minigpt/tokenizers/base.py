@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -110,6 +111,15 @@ class Tokenizer(ABC):
     def extends(self, base: Tokenizer) -> bool:
         """Whether this tokenizer gives every token of `base` the same id (it may add tokens after them)."""
         return self.to_json() == base.to_json()
+
+
+def minigpt_settings_path(tokenizer_json: Path) -> Path:
+    """Where minigpt's own form of a tokenizer saved as `tok.json` lives: `tok.minigpt.json`.
+
+    A Hugging Face tokenizer.json holds the ids, not minigpt's kind (a character vocabulary that
+    grows for a fine-tune, refuses unknown characters): that sits beside it.
+    """
+    return tokenizer_json.with_name(f"{tokenizer_json.stem}.minigpt.json")
 
 
 def trainable_kinds() -> list[str]:

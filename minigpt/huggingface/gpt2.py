@@ -1,4 +1,4 @@
-"""Hugging Face GPT-2 format in and out: `config.json`, `model.safetensors`, `tokenizer.json`.
+"""GPT-2 in Hugging Face's format, in and out: `config.json`, `model.safetensors`, `tokenizer.json`.
 
 minigpt's GPT has GPT-2's layout, so the weights map name for name, with two differences:
 GPT-2 stores its four projections as `Conv1D` (weight shaped (in, out), the transpose of
@@ -14,7 +14,7 @@ import torch
 
 from minigpt.errors import MinigptError
 from minigpt.model import GPT, GPTConfig
-from minigpt.tokenizers import PretrainedTokenizer, Tokenizer
+from minigpt.tokenizers import PretrainedTokenizer
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -130,13 +130,8 @@ def read_gpt2_dir(directory: Path) -> tuple[GPTConfig, dict[str, torch.Tensor], 
     return config, state, tokenizer
 
 
-def export_gpt2(model: GPT, tokenizer: Tokenizer, out: Path) -> None:
-    """Write `model` and `tokenizer` to `out` in the format GPT2LMHeadModel.from_pretrained reads."""
-    from safetensors.torch import save_file
-
-    if not isinstance(model, GPT):
-        raise MinigptError(f"only GPT checkpoints export to GPT-2 format, not {type(model).__name__}")
-    config = model.config
+def gpt2_tensors(model: GPT) -> dict[str, torch.Tensor]:
+    """`model`'s weights under GPT-2's names and shapes, as GPT2LMHeadModel.from_pretrained reads them."""
     tensors: dict[str, torch.Tensor] = {}
     for name, tensor in model.state_dict().items():
         if name == "lm_head.weight":  # tied to transformer.wte.weight, which is written
@@ -144,13 +139,10 @@ def export_gpt2(model: GPT, tokenizer: Tokenizer, out: Path) -> None:
         if name.endswith(CONV1D_WEIGHTS):
             tensor = tensor.t()
         tensors[name] = tensor.detach().float().contiguous().clone()
-    if not config.bias:
+    if not model.config.bias:
         # GPT-2 always has biases: zeros reproduce a bias-free model exactly.
         for name, tensor in list(tensors.items()):
             if name.endswith(".weight") and "wte" not in name and "wpe" not in name:
                 out_features = tensor.shape[-1] if name.endswith(CONV1D_WEIGHTS) else tensor.shape[0]
                 tensors[name.removesuffix(".weight") + ".bias"] = torch.zeros(out_features)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
-    (out / "config.json").write_text(json.dumps(config_to_hf(config), indent=2) + "\n", encoding="utf-8")
-    (out / "tokenizer.json").write_text(tokenizer.to_huggingface(), encoding="utf-8")
+    return tensors

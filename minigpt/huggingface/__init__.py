@@ -1,0 +1,1 @@
+"""Hugging Face's model directories, in (`gpt2`) and out (`export`)."""

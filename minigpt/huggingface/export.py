@@ -1,0 +1,89 @@
+"""A minigpt model as a Hugging Face model directory that transformers reads exactly.
+
+Written: `config.json` and `model.safetensors` (the architecture transformers knows for the
+model's options), `tokenizer.json` (the same ids for every text), `tokenizer_config.json` and
+`special_tokens_map.json` (so `AutoTokenizer` builds a fast tokenizer from that file, not a
+GPT-2 tokenizer with its own pre-tokenizer), and `generation_config.json` (the end-of-text id
+that stops generation).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from minigpt.errors import MinigptError
+from minigpt.huggingface.gpt2 import config_to_hf, gpt2_tensors
+from minigpt.model import GPT
+from minigpt.tokenizers import Tokenizer
+
+EXPORTED_FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+)
+
+
+def special_tokens(tokenizer: Tokenizer) -> dict[str, tuple[str, int]]:
+    """Hugging Face's names for the tokenizer's special tokens: (text, id) of eos, bos and pad."""
+    found = {}
+    if tokenizer.eot_id is not None:
+        eot = (tokenizer.decode([tokenizer.eot_id]), tokenizer.eot_id)
+        # GPT-2 starts and ends documents with the same token.
+        found["eos_token"] = found["bos_token"] = eot
+    if tokenizer.pad_id is not None:
+        found["pad_token"] = (tokenizer.decode([tokenizer.pad_id]), tokenizer.pad_id)
+    return found
+
+
+def tokenizer_config(tokenizer: Tokenizer, block_size: int) -> dict[str, Any]:
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": block_size,
+        # Decoding must give back the exact text: no space clean-up, no prefix space.
+        "clean_up_tokenization_spaces": False,
+        "add_prefix_space": False,
+        **{name: text for name, (text, _) in special_tokens(tokenizer).items()},
+    }
+
+
+def token_ids(tokenizer: Tokenizer) -> dict[str, int | None]:
+    """`bos_token_id`, `eos_token_id` and `pad_token_id` for config.json and generation_config.json."""
+    specials = special_tokens(tokenizer)
+    return {
+        f"{name}_id": specials[name][1] if name in specials else None
+        for name in ("bos_token", "eos_token", "pad_token")
+    }
+
+
+def write_json(path: Path, values: dict[str, Any]) -> None:
+    path.write_text(json.dumps(values, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def export_model(model: nn.Module, tokenizer: Tokenizer, out: Path) -> tuple[str, ...]:
+    """Write `model` and `tokenizer` to the directory `out`; the names of the files written."""
+    from safetensors.torch import save_file  # only needed here
+
+    if not isinstance(model, GPT):
+        raise MinigptError(f"only GPT checkpoints export to Hugging Face format, not {type(model).__name__}")
+    out.mkdir(parents=True, exist_ok=True)
+    ids = token_ids(tokenizer)
+    save_file(gpt2_tensors(model), out / "model.safetensors", metadata={"format": "pt"})
+    write_json(out / "config.json", {**config_to_hf(model.config), **ids})
+    (out / "tokenizer.json").write_text(tokenizer.to_huggingface(), encoding="utf-8")
+    write_json(out / "tokenizer_config.json", tokenizer_config(tokenizer, model.config.block_size))
+    write_json(out / "special_tokens_map.json", {name: text for name, (text, _) in special_tokens(tokenizer).items()})
+    write_json(out / "generation_config.json", {**{k: v for k, v in ids.items() if v is not None}, "do_sample": False})
+    # safetensors writes its file readable by its owner only; give every file the usual mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in EXPORTED_FILES:
+        os.chmod(out / name, 0o666 & ~umask)
+    return EXPORTED_FILES

@@ -1,0 +1,110 @@
+"""Exported models as transformers sees them: its tokenizer gives our ids, its generation our text."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import LINES, SHARED_DATA, tiny_fit_args
+
+from minigpt.checkpoint import load_checkpoint
+from minigpt.cli import main
+from minigpt.huggingface.export import EXPORTED_FILES, export_model
+from minigpt.model import GPT, GPTConfig
+from minigpt.tokenizers import END_OF_TEXT_CHAR, CharTokenizer, PretrainedTokenizer, Tokenizer, TokenizerSpec
+
+transformers = pytest.importorskip("transformers")
+
+SHAKESPEARE = SHARED_DATA / "tinyshakespeare" / "input.txt"
+TEXT = SHAKESPEARE.read_text(encoding="utf-8")[-20_000:] if SHAKESPEARE.is_file() else "\n".join(LINES * 40)
+# Runs of spaces, tabs, blank lines, CRLF, accents, emoji, and more text than any context holds.
+TORTURE = (
+    "Hello  world\n\nFirst Citizen:\tBefore we proceed   any further,\r\nhear me speak.\n\n\n"
+    "Café naïve — “quoted” 🙂🎭 ok\t\t  \n   indented\r\n" + "ROMEO: " * 60 + "\u00a0end"
+)
+
+
+def gpt2_style_tokenizer() -> PretrainedTokenizer:
+    """A published-style byte-level BPE tokenizer.json, as GPT-2's is built."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([TEXT, TORTURE], vocab_size=400, min_frequency=2, special_tokens=["<|endoftext|>"])
+    return PretrainedTokenizer.from_dict({"kind": "pretrained", "backend": json.loads(bpe._tokenizer.to_str())})
+
+
+def tokenizer_of_kind(kind: str) -> Tokenizer:
+    if kind.startswith("char"):
+        alphabet = TEXT + TORTURE + (END_OF_TEXT_CHAR if kind == "char-eot" else "")
+        return CharTokenizer.from_text(alphabet, special_tokens=kind == "char-special")
+    if kind == "pretrained":
+        return gpt2_style_tokenizer()
+    name, _, pattern = kind.partition(":")
+    return TokenizerSpec(kind=name, vocab_size=400, pattern=pattern or "gpt4", min_frequency=1).train([TEXT])
+
+
+KINDS = ["char", "char-special", "char-eot", "bpe", "regex-bpe:gpt2", "regex-bpe:gpt4", "pretrained"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_auto_tokenizer_gives_minigpts_ids(kind: str, tmp_path: Path) -> None:
+    tokenizer = tokenizer_of_kind(kind)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=1, n_head=1, n_embd=8))
+    export_model(model, tokenizer, tmp_path)
+    hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert hf.is_fast  # built from our tokenizer.json, not a GPT-2 tokenizer with its own rules
+    for text in (TEXT, TORTURE):
+        ids = tokenizer.encode(text)
+        assert hf.encode(text) == ids
+        assert hf.decode(ids) == text
+    if tokenizer.eot_id is not None:
+        assert hf.eos_token_id == tokenizer.eot_id
+    config = json.loads((tmp_path / "config.json").read_text())
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        assert config[key] is None or 0 <= config[key] < tokenizer.vocab_size, key
+
+
+def test_exported_files_are_all_there_and_readable_by_everyone(tmp_path: Path) -> None:
+    tokenizer = tokenizer_of_kind("regex-bpe:gpt4")
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=1, n_head=1, n_embd=8))
+    export_model(model, tokenizer, tmp_path)
+    for name in EXPORTED_FILES:
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    generation = transformers.GenerationConfig.from_pretrained(tmp_path)
+    assert generation.eos_token_id == tokenizer.eot_id == 0 and generation.pad_token_id == tokenizer.pad_id == 1
+
+
+@pytest.fixture(scope="module")
+def bpe_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bpe")
+    corpus = root / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    tokenizer = {"data.tokenizer.kind": "regex-bpe", "data.tokenizer.vocab_size": 300, "data.tokenizer.pattern": "gpt2"}
+    main(tiny_fit_args(corpus, max_steps=40, **tokenizer, **{"trainer.default_root_dir": root}))
+    return root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("source", ["char", "bpe"])
+def test_pipeline_greedy_text_equals_minigpt_generate(
+    source: str, pretrained: Path, bpe_checkpoint: Path, tmp_path: Path
+) -> None:
+    checkpoint = pretrained if source == "char" else bpe_checkpoint
+    main(["export", f"--ckpt_path={checkpoint}", f"--out={tmp_path / 'hf'}"])
+    generator = transformers.pipeline("text-generation", model=str(tmp_path / "hf"), device="cpu")
+    block_size = load_checkpoint(checkpoint).model.config.block_size
+    # Double spaces and blank lines: where GPT-2's pre-tokenizer used to re-tokenize our text.
+    for prompt in ("ROMEO:\nBut  soft", "JULIET:\n\nO Romeo, ", "NURSE:  Good"):
+        new_tokens = block_size - len(load_checkpoint(checkpoint).tokenizer.encode(prompt))
+        ours = subprocess.run(
+            [sys.executable, "-m", "minigpt", "generate", f"--ckpt_path={checkpoint}", f"--prompt={prompt}",
+             "--temperature=0", f"--max_new_tokens={new_tokens}"],
+            capture_output=True, text=True, check=True,
+        ).stdout.removesuffix("\n")  # fmt: skip
+        with torch.no_grad():
+            theirs = generator(prompt, max_new_tokens=new_tokens, do_sample=False, return_full_text=False)
+        assert ours == prompt + theirs[0]["generated_text"], prompt
