@@ -19,6 +19,8 @@ from torch import nn
 from minigpt.bigram import BigramConfig, BigramLM
 from minigpt.errors import MinigptError
 from minigpt.generation import TextGenerator
+from minigpt.huggingface.gpt2 import REQUIRED_FILES, read_gpt2_dir
+from minigpt.huggingface.hub import resolve_source
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
@@ -48,6 +50,8 @@ def metadata(arch: str, model: nn.Module, tokenizer: Tokenizer, prompt_style: st
 def read_checkpoint(path: str | Path, key: str = "--ckpt_path") -> dict[str, Any]:
     """The raw checkpoint dict, with one-line errors for a missing, corrupt or foreign file."""
     path = Path(path)
+    if path.is_dir():
+        raise MinigptError(f"{key}: {path} is a folder; pass a .ckpt file written by minigpt fit")
     if not path.is_file():
         raise MinigptError(f"{key}: {path} does not exist; pass a .ckpt file written by minigpt fit")
     try:
@@ -87,15 +91,22 @@ class Checkpoint(TextGenerator):
     path: Path | None = None
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild the model (in eval mode) and tokenizer stored in a minigpt checkpoint."""
-    checkpoint = read_checkpoint(path)
+def load_checkpoint(source: str | Path, device: str | torch.device = "cpu", key: str = "--ckpt_path") -> Checkpoint:
+    """The model (in eval mode) and tokenizer of a minigpt checkpoint, a Hugging Face GPT-2
+    directory or a hub name such as gpt2."""
+    path = resolve_source(source, key, REQUIRED_FILES)
+    if path.is_dir():
+        config, state, tokenizer = read_gpt2_dir(path, key)
+        model = GPT(config)
+        model.load_state_dict(state)
+        return Checkpoint(model=model.to(device).eval(), tokenizer=tokenizer, arch="gpt", path=path)
+    checkpoint = read_checkpoint(path, key)
     meta = checkpoint[METADATA_KEY]
     model = build_model(meta["arch"], meta["model_config"])
     try:
         model.load_state_dict(network_state(checkpoint))
     except RuntimeError as error:
-        raise MinigptError(f"--ckpt_path: {path} has weights that do not fit its own model config ({error})") from None
+        raise MinigptError(f"{key}: {path} has weights that do not fit its own model config ({error})") from None
     return Checkpoint(
         model=model.to(device).eval(),
         tokenizer=stored_tokenizer(checkpoint, path),

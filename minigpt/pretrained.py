@@ -8,9 +8,7 @@ for a fine-tune's weights, config and tokenizer.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,12 +17,10 @@ from torch import nn
 from minigpt.checkpoint import ARCHITECTURES, build_model, network_state, read_checkpoint, stored_tokenizer
 from minigpt.errors import MinigptError, first_line
 from minigpt.huggingface.gpt2 import REQUIRED_FILES, read_gpt2_dir
+from minigpt.huggingface.hub import resolve_source
 from minigpt.model import GPT, PRESETS, GPTConfig
 from minigpt.tokenizers import PretrainedTokenizer, Tokenizer, minigpt_settings_path, tokenizer_from_json
 
-HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
-# Suffixes of files, never of hub names: such a source that does not exist is a missing file.
-FILE_SUFFIXES = (".ckpt", ".json", ".safetensors")
 TOKENIZER_FILE = "tokenizer.json"
 KEY = "model.init_from"
 
@@ -35,36 +31,6 @@ class Pretrained:
     state_dict: dict[str, torch.Tensor]
     tokenizer: Tokenizer
     source: str
-
-
-def download_from_hub(name: str, key: str, files: tuple[str, ...]) -> Path:
-    """The local snapshot of hub repository `name`, with only `files`."""
-    from huggingface_hub import snapshot_download  # slow to import; only needed for hub names
-
-    try:
-        return Path(snapshot_download(name, allow_patterns=list(files)))
-    except Exception as error:  # offline, unknown repo, no access: all end the same way for a user
-        raise MinigptError(
-            f"{key}: could not download {name!r} from the Hugging Face hub ({first_line(error)}); download it where "
-            f"there is internet (huggingface-cli download {name} {' '.join(files)} --local-dir DIR) and pass {key}=DIR"
-        ) from None
-
-
-def check_source(source: str, key: str = KEY) -> None:
-    """Refuse, naming `key`, a source that is neither an existing path nor a hub name."""
-    path = Path(source).expanduser()
-    if not path.exists() and (not HUB_NAME.match(source) or path.suffix in FILE_SUFFIXES):
-        raise MinigptError(
-            f"{key}: {source} does not exist; pass a minigpt .ckpt file, a Hugging Face directory or "
-            "tokenizer.json, or a hub name like gpt2"
-        )
-
-
-def resolve_source(source: str, key: str, files: tuple[str, ...]) -> Path:
-    """A local file or directory for `source`, downloading `files` of a hub name."""
-    check_source(source, key)
-    path = Path(source).expanduser()
-    return path if path.exists() else download_from_hub(source, key, files)
 
 
 def load_tokenizer(source: str, key: str = "tokenizer.path") -> Tokenizer:
@@ -102,7 +68,7 @@ def load_pretrained(source: str, key: str = KEY) -> Pretrained:
     """Architecture, weights and tokenizer to start a run from."""
     path = resolve_source(source, key, REQUIRED_FILES)
     if path.is_dir():
-        config, state, tokenizer = read_gpt2_dir(path)
+        config, state, tokenizer = read_gpt2_dir(path, key)
         return Pretrained(config, state, tokenizer, source)
     checkpoint = read_checkpoint(path, key=key)
     meta = checkpoint["minigpt"]

@@ -14,6 +14,7 @@ from minigpt.errors import MinigptError
 from minigpt.huggingface.export import export_model
 from minigpt.model import GPT, GPTConfig
 from minigpt.pretrained import load_pretrained
+from minigpt.sampling import Sampling
 from minigpt.tokenizers import CharTokenizer, PretrainedTokenizer, tokenizer_from_json
 
 transformers = pytest.importorskip("transformers")
@@ -130,10 +131,47 @@ def test_hub_name_offline_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 
 def test_export_refuses_a_bigram_and_a_file_as_out(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(MinigptError, match="only GPT checkpoints export to GPT-2 format, not BigramLM"):
+    with pytest.raises(MinigptError, match="only GPT checkpoints export to Hugging Face format, not BigramLM"):
         export_model(BigramLM(BigramConfig(vocab_size=4)), CharTokenizer(list("abcd")), tmp_path / "out")
     (tmp_path / "taken").write_text("")
     with pytest.raises(SystemExit) as exit:
         main(["export", f"--ckpt_path={tmp_path / 'none.ckpt'}", f"--out={tmp_path / 'taken'}"])
     assert exit.value.code == 2
     assert capsys.readouterr().err.strip() == f"minigpt: error: --out: {tmp_path / 'taken'} is a file; pass a directory"
+
+
+def test_a_hugging_face_directory_works_wherever_a_checkpoint_does(
+    tiny_gpt2: Path, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    prompt = "ROMEO:\nBut"
+    # Python: the same greedy text as transformers' own generate on the same directory.
+    ours = load_checkpoint(tiny_gpt2).generate(prompt, 12, Sampling(temperature=0))[0]
+    hf_tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(tiny_gpt2 / "tokenizer.json"))
+    model = transformers.GPT2LMHeadModel.from_pretrained(tiny_gpt2).eval()
+    ids = torch.tensor([hf_tokenizer.encode(prompt)])
+    with torch.no_grad():
+        theirs = model.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0)
+    assert ours == hf_tokenizer.decode(theirs[0, ids.size(1) :].tolist())
+    # generate and chat take the directory as --ckpt_path.
+    main(["generate", f"--ckpt_path={tiny_gpt2}", f"--prompt={prompt}", "--temperature=0", "--max_new_tokens=12"])
+    assert capsys.readouterr().out == prompt + ours + "\n"
+    # validate evaluates it on a data module's text, with its own tokenizer.
+    args = tiny_fit_args(corpus, **{"data.block_size": 32})
+    args = [
+        a for a in args if not a.startswith(("--model.n_layer", "--model.n_head", "--model.n_embd", "--trainer.max"))
+    ]
+    main(["validate", *args[1:], f"--ckpt_path={tiny_gpt2}"])
+    assert "val/loss" in capsys.readouterr().out
+
+
+def test_a_folder_that_is_no_model_is_named_as_a_folder(tmp_path: Path, corpus: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MinigptError, match=r"--ckpt_path: .*empty lacks config.json, model.safetensors"):
+        load_checkpoint(tmp_path / "empty")
+    # Resuming needs a .ckpt file: a folder is named as one.
+    with pytest.raises(SystemExit):
+        main([*tiny_fit_args(corpus), f"--ckpt_path={tmp_path / 'empty'}"])
+    from minigpt.checkpoint import read_checkpoint
+
+    with pytest.raises(MinigptError, match=r"--ckpt_path: .*empty is a folder; pass a .ckpt file"):
+        read_checkpoint(tmp_path / "empty")

@@ -15,7 +15,11 @@ def export_parser() -> argparse.ArgumentParser:
         description="Write a checkpoint as a Hugging Face model directory that transformers' "
         "AutoModelForCausalLM and AutoTokenizer load as they are (weights, config, tokenizer, generation config).",
     )
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by minigpt fit")
+    parser.add_argument(
+        "--ckpt_path",
+        required=True,
+        help="a checkpoint written by minigpt fit, a Hugging Face GPT-2 directory or a hub name",
+    )
     parser.add_argument("--out", required=True, help="directory to write (created if missing)")
     return parser
 

@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, max_new_tokens: int) -> None:
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by minigpt fit")
+    parser.add_argument(
+        "--ckpt_path",
+        required=True,
+        help="a checkpoint written by minigpt fit, a Hugging Face GPT-2 directory or a hub name",
+    )
     parser.add_argument(
         "--max_new_tokens", type=int, default=max_new_tokens, help="most tokens to generate (default: %(default)s)"
     )

@@ -25,8 +25,8 @@ from minigpt.callbacks import CpuThreads, GracefulInterrupt, OptimizationLogger,
 from minigpt.checkpoint import read_checkpoint
 from minigpt.errors import MinigptError
 from minigpt.evaluation import TextSample
+from minigpt.huggingface.hub import FILE_SUFFIXES, HUB_NAME, check_source
 from minigpt.module import LanguageModel
-from minigpt.pretrained import check_source
 
 # Values of --ckpt_path that Lightning resolves itself rather than reading a file.
 LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")
@@ -37,6 +37,11 @@ def default_precision() -> str:
     if not torch.cuda.is_available():
         return "32-true"
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def is_model_directory_or_hub_name(source: str) -> bool:
+    path = Path(source).expanduser()
+    return path.is_dir() or (not path.exists() and bool(HUB_NAME.match(source)) and path.suffix not in FILE_SUFFIXES)
 
 
 def start_from_checkpoint(config: Any) -> None:
@@ -88,16 +93,20 @@ class MinigptCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Sequence[str] | None) -> None:
         super().parse_arguments(parser, args)
-        config = self.config.get(self.config.get("subcommand") or "", None)
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand or "", None)
         if not config:
             return
         ckpt_path = config.get("ckpt_path")
-        # Checked before LightningCLI reads the file's hyperparameters, which would fail with a
-        # traceback on a missing or foreign file.
-        if ckpt_path and ckpt_path not in LIGHTNING_CKPT_NAMES:
-            read_checkpoint(ckpt_path)
-        if config.get("finetune"):
+        if config.get("finetune") or (subcommand != "fit" and ckpt_path and is_model_directory_or_hub_name(ckpt_path)):
+            # A fine-tune starts from the weights; evaluating a Hugging Face model is evaluating
+            # the weights a run would start from.
+            config.finetune = True
             start_from_checkpoint(config)
+        elif ckpt_path and ckpt_path not in LIGHTNING_CKPT_NAMES:
+            # Checked before LightningCLI reads the file's hyperparameters, which would fail with
+            # a traceback on a missing or foreign file.
+            read_checkpoint(ckpt_path)
 
     def instantiate_classes(self) -> None:
         # jsonargparse wraps errors raised while building a class in its own ValueError;
@@ -127,7 +136,7 @@ class MinigptCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if config.model.get("init_from"):
             # Checked here so that a wrong path is reported under the key the user set.
-            check_source(config.model.init_from)
+            check_source(config.model.init_from, "model.init_from")
             data_args.tokenizer_from = config.model.init_from
         elif ckpt_path and ckpt_path not in LIGHTNING_CKPT_NAMES:
             data_args.tokenizer_from = ckpt_path

@@ -25,7 +25,7 @@ ACTIVATION_BY_GELU = {"tanh": "gelu_new", "exact": "gelu"}
 LAYER_NORM_EPSILON = 1e-5  # nn.LayerNorm's default, which minigpt's blocks use
 
 
-def check_gpt2_dir(directory: Path, key: str = "model.init_from") -> None:
+def check_gpt2_dir(directory: Path, key: str) -> None:
     missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
     if missing:
         raise MinigptError(
@@ -106,10 +106,13 @@ def state_dict_from_hf(tensors: dict[str, torch.Tensor], config: GPTConfig, sour
     return state
 
 
-def read_gpt2_dir(directory: Path) -> tuple[GPTConfig, dict[str, torch.Tensor], PretrainedTokenizer]:
+def read_gpt2_dir(
+    directory: Path, key: str = "model.init_from"
+) -> tuple[GPTConfig, dict[str, torch.Tensor], PretrainedTokenizer]:
+    """A GPT-2 directory's config, weights (under minigpt's names) and tokenizer."""
     from safetensors.torch import load_file
 
-    check_gpt2_dir(directory)
+    check_gpt2_dir(directory, key)
     config_path = directory / "config.json"
     try:
         config = config_from_hf(json.loads(config_path.read_text(encoding="utf-8")), str(config_path))

@@ -1,0 +1,43 @@
+"""Sources of weights and tokenizers: a local file or directory, or a Hugging Face hub name,
+downloaded into the Hugging Face cache."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from minigpt.errors import MinigptError, first_line
+
+HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+# Suffixes of files, never of hub names: such a source that does not exist is a missing file.
+FILE_SUFFIXES = (".ckpt", ".json", ".safetensors")
+
+
+def download_from_hub(name: str, key: str, files: tuple[str, ...]) -> Path:
+    """The local snapshot of hub repository `name`, with only `files`."""
+    from huggingface_hub import snapshot_download  # slow to import; only needed for hub names
+
+    try:
+        return Path(snapshot_download(name, allow_patterns=list(files)))
+    except Exception as error:  # offline, unknown repo, no access: all end the same way for a user
+        raise MinigptError(
+            f"{key}: could not download {name!r} from the Hugging Face hub ({first_line(error)}); download it where "
+            f"there is internet (huggingface-cli download {name} {' '.join(files)} --local-dir DIR) and pass {key}=DIR"
+        ) from None
+
+
+def check_source(source: str | Path, key: str) -> None:
+    """Refuse, naming `key`, a source that is neither an existing path nor a hub name."""
+    path = Path(source).expanduser()
+    if not path.exists() and (not HUB_NAME.match(str(source)) or path.suffix in FILE_SUFFIXES):
+        raise MinigptError(
+            f"{key}: {source} does not exist; pass a minigpt .ckpt file, a Hugging Face model directory "
+            "(or a tokenizer.json where a tokenizer is wanted), or a hub name like gpt2"
+        )
+
+
+def resolve_source(source: str | Path, key: str, files: tuple[str, ...]) -> Path:
+    """A local file or directory for `source`, downloading `files` of a hub name."""
+    check_source(source, key)
+    path = Path(source).expanduser()
+    return path if path.exists() else download_from_hub(str(source), key, files)
