@@ -31,6 +31,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "binary.txt").write_bytes(bytes(range(256)) * 40)
     (root / "truncated.ckpt").write_bytes(b"PK\x03\x04" + b"\x00" * 64)
     (root / "bad.yaml").write_text("model:\n  n_layers: 4\n")
+    (root / "invalid.yaml").write_text("model:\n  n_layer: [2\n")
     (root / "a_file").write_text("a file, not a folder")
     torch.save({"state_dict": {"weight": torch.zeros(2)}}, root / "foreign.ckpt")
     good = '{"instruction": "Add.", "context": "", "response": "2", "category": "open_qa"}\n'
@@ -64,7 +65,16 @@ CASES: dict[str, tuple[Case, str]] = {
     # fit: configuration
     "fit, unknown YAML key": (lambda w: fit(w, f"--config={w / 'bad.yaml'}"), "n_layers"),
     "fit, wrong type": (lambda w: fit(w, "--trainer.max_steps=lots"), "max_steps"),
-    "fit, missing config file": (lambda w: fit(w, f"--config={w / 'nope.yaml'}"), "nope.yaml"),
+    "fit, missing config file": (lambda w: fit(w, f"--config={w / 'nope.yaml'}"), "nope.yaml does not exist"),
+    "fit, invalid YAML": (lambda w: fit(w, f"--config={w / 'invalid.yaml'}"), "invalid.yaml is not valid YAML"),
+    "fit, misspelled data class": (
+        lambda w: fit(w, "--data=minigpt.data.TinyShakspeare"),
+        "minigpt.data.TinyShakspeare is not a data module; choose one of",
+    ),
+    "fit, model.block_size": (lambda w: fit(w, "--model.block_size=16"), "set --data.block_size instead"),
+    "fit, negative max_steps": (lambda w: fit(w, "--trainer.max_steps=-5"), "must be a non-negative integer"),
+    "fit, no config": (lambda w: ["fit"], "minigpt fit needs a config: pass --config FILE"),
+    "fit, folder as checkpoint": (lambda w: fit(w, f"--ckpt_path={w}"), "is a folder; pass a .ckpt file"),
     "fit, n_embd not divisible by n_head": (lambda w: fit(w, "--model.n_head=3"), "must be divisible by model.n_head"),
     "fit, block_size 0": (lambda w: fit(w, "--data.block_size=0"), "data.block_size must be a positive integer"),
     "fit, unknown lr schedule": (lambda w: fit(w, "--model.lr_schedule=wavy"), "unknown model.lr_schedule 'wavy'"),
@@ -175,10 +185,6 @@ CASES: dict[str, tuple[Case, str]] = {
     ),
 }
 
-# LightningCLI reports configuration errors in its own words (usage plus an error line).
-CLI_PARSER_CASES = {"fit, unknown YAML key", "fit, wrong type", "fit, missing config file"}
-
-
 def snapshot(root: Path) -> dict[Path, str]:
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
 
@@ -189,14 +195,12 @@ def test_bad_input(name: str, workspace: Path, capsys: pytest.CaptureFixture) ->
     before = snapshot(workspace)
     with pytest.raises(SystemExit) as exit:
         main(build(workspace))
-    assert exit.value.code not in (0, None)
+    assert exit.value.code == 2
     stderr = capsys.readouterr().err
-    assert "Traceback" not in stderr
-    assert expected in stderr, stderr[-2000:]
-    if name not in CLI_PARSER_CASES:
-        errors = [line for line in stderr.splitlines() if line.startswith("minigpt: error:")]
-        assert len(errors) == 1, stderr[-2000:]
-        assert expected in errors[0]
+    assert "Traceback" not in stderr and "usage:" not in stderr, stderr[-2000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("minigpt: error:")]
+    assert len(errors) == 1, stderr[-2000:]
+    assert expected in errors[0]
     after = snapshot(workspace)
     assert {path: after.get(path) for path in before} == before, "a failed command changed or removed files"
 

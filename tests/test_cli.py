@@ -297,3 +297,22 @@ def test_instruct_config_tunes_a_bpe_checkpoint_with_its_tokenizer(corpus: Path,
     eot = before.tokenizer.eot_id
     assert eot is not None and (example.labels[-1] == eot or len(example.inputs) == 128)
     assert example.labels[0] == IGNORE_INDEX and before.tokenizer.decode(example.inputs).startswith("### Instruction:")
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["--help"], "usage: minigpt {fit,validate,test,"),
+        (["tokenizer", "--help"], "usage: minigpt tokenizer {train,compare}"),
+        (["tokenizer", "train", "--help"], "--kind {bpe,regex-bpe,char}"),
+        (["generate", "--help"], "most tokens to generate (default: 500)"),
+        (["chat", "--help"], "(default: 0.8)"),
+        (["fit", "--data.tokenizer.help"], "--data.tokenizer.kind KIND"),
+    ],
+)
+def test_help_answers_and_exits_zero(args: list[str], shown: str, capsys: pytest.CaptureFixture) -> None:
+    try:
+        main(args)
+    except SystemExit as exit:
+        assert exit.code in (0, None)
+    assert shown in capsys.readouterr().out

@@ -7,15 +7,21 @@ model hyperparameters stored in X (LightningCLI merges them over the config). A 
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import sys
 import tempfile
 import warnings
+from argparse import ArgumentError
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
+from jsonargparse import ArgumentParser
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -23,11 +29,17 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from minigpt.atomic_io import AtomicCheckpointIO
 from minigpt.callbacks import CpuThreads, GracefulInterrupt, OptimizationLogger, RandomState, ThroughputLogger
 from minigpt.checkpoint import read_checkpoint
-from minigpt.errors import MinigptError
+from minigpt.data import __all__ as DATA_MODULE_NAMES
+from minigpt.errors import MinigptError, first_line
 from minigpt.evaluation import TextSample
 from minigpt.huggingface.hub import FILE_SUFFIXES, HUB_NAME, check_source
 from minigpt.module import LanguageModel
+from minigpt.tokenizers import TokenizerSpec
 
+DATA_MODULES = [f"minigpt.data.{name}" for name in DATA_MODULE_NAMES]
+TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+# Help for a settings block nested in a data module, which LightningCLI advertises but cannot show.
+NESTED_HELP = {"--data.tokenizer.help": ("data.tokenizer", TokenizerSpec)}
 # Values of --ckpt_path that Lightning resolves itself rather than reading a file.
 LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")
 
@@ -92,7 +104,13 @@ class MinigptCLI(LightningCLI):
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Sequence[str] | None) -> None:
-        super().parse_arguments(parser, args)
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as error:
+            subcommand = next((arg for arg in args or () if arg in self.subcommands()), "fit")
+            raise MinigptError(
+                one_line_parse_error(str(error), subcommand, self._subcommand_parsers[subcommand])
+            ) from None
         subcommand = self.config.get("subcommand")
         config = self.config.get(subcommand or "", None)
         if not config:
@@ -118,6 +136,9 @@ class MinigptCLI(LightningCLI):
             if cause is None:
                 raise
             raise cause from None
+        except MisconfigurationException as error:
+            # The Trainer refusing a setting (trainer.max_steps: -5): Lightning's own words, one line.
+            raise MinigptError(f"trainer: {' '.join(str(error).split())}") from None
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self.config_init.get(self.subcommand, self.config_init).get("trainer", {})
@@ -140,6 +161,68 @@ class MinigptCLI(LightningCLI):
             data_args.tokenizer_from = config.model.init_from
         elif ckpt_path and ckpt_path not in LIGHTNING_CKPT_NAMES:
             data_args.tokenizer_from = ckpt_path
+
+
+def one_line_parse_error(message: str, subcommand: str, parser: LightningArgumentParser) -> str:
+    """LightningCLI's parsing error (often many lines after a long usage) as one line that names
+    the key or file and what to do."""
+    usage = f"`minigpt {subcommand} --help` lists the options"
+    keys = [action.dest for action in parser._actions if action.dest and "." in action.dest]
+
+    def suggestion(key: str) -> str:
+        close = difflib.get_close_matches(key, keys, n=1)
+        return f" (did you mean {close[0]}?)" if close else ""
+
+    if match := re.search(r"unrecognized arguments: --?(\S+)", message):
+        key = match.group(1).split("=")[0]
+        return f"unknown option --{key}{suggestion(key)}; {usage}"
+    if match := re.search(r"does not accept option '([^']+)'", message):
+        return f"unknown key {match.group(1)}{suggestion(match.group(1))} in the config; {usage}"
+    if match := re.search(r"argument data\.(\w+) --> model\.\1", message):
+        name = match.group(1)
+        return f"model.{name} is set from data.{name}: set --data.{name} instead"
+    if "the following arguments are required" in message and f"{subcommand}.data" in message:
+        return (
+            f"minigpt {subcommand} needs a config: pass --config FILE, e.g. --config configs/pretrain-small.yaml "
+            "(or --data CLASS with the model options)"
+        )
+    if match := re.search(r'Parser key "config": File does not exist: (.+)', message):
+        return (
+            f"--config: {match.group(1).strip()} does not exist; pass a YAML file such as configs/pretrain-small.yaml"
+        )
+    if match := re.search(r'Parser key "([^"]+)":', message):
+        key = match.group(1)
+        given = re.search(r"Given value: (.+)", message)
+        if given and key == "data":
+            return f"--data: {given.group(1).strip()} is not a data module; choose one of {', '.join(DATA_MODULES)}"
+        if given:
+            return f"{key}: {given.group(1).strip()} is not a valid value; {usage}"
+        if expected := re.search(r"Expected an? <class '(\w+)'>\. Got value: (.+)", message):
+            return f"{key}: expected {TYPE_NAMES.get(expected.group(1), expected.group(1))}, got {expected.group(2)}"
+        detail = " ".join(message[match.end() :].split())
+        return f"{key}: {detail}"
+    return f"{' '.join(message.split())}; {usage}"
+
+
+def check_config_files(args: Sequence[str]) -> None:
+    """Each --config file exists and is YAML, checked here so that the error names the file."""
+    for index, arg in enumerate(args):
+        if arg in ("-c", "--config") and index + 1 < len(args):
+            name = args[index + 1]
+        elif arg.startswith("--config="):
+            name = arg.split("=", 1)[1]
+        else:
+            continue
+        path = Path(name)
+        if not path.is_file():
+            raise MinigptError(f"--config: {path} does not exist; pass a YAML file such as configs/pretrain-small.yaml")
+        try:
+            yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or first_line(error)
+            raise MinigptError(f"--config: {path} is not valid YAML ({problem}{where}); fix that line") from None
 
 
 def find_cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
@@ -169,6 +252,13 @@ def run_lightning_cli(args: Sequence[str], *, extra_callbacks: Sequence[Callback
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended.*")
     # Lightning 2.6 on torch 2.13 warns about its own pytree use on every run.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    for flag, (key, settings) in NESTED_HELP.items():
+        if flag in args:
+            parser = ArgumentParser(prog=f"minigpt fit --{key}", description=settings.__doc__.splitlines()[0])
+            parser.add_class_arguments(settings, key)
+            parser.print_help()
+            sys.exit(0)
+    check_config_files(args)
     interrupt = GracefulInterrupt()
     cli = MinigptCLI(
         LanguageModel,
@@ -179,7 +269,12 @@ def run_lightning_cli(args: Sequence[str], *, extra_callbacks: Sequence[Callback
             "callbacks": [ThroughputLogger(), OptimizationLogger(), RandomState(), interrupt, *extra_callbacks]
         },
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"description": "Train small GPTs. `minigpt --help` lists the other commands."},
+        # Parsing errors come back as exceptions, to be told in one line (`one_line_parse_error`).
+        parser_kwargs={
+            "description": "Train small GPTs. `minigpt --help` lists the other commands.",
+            "exit_on_error": False,
+            **{name: {"exit_on_error": False} for name in ("fit", "validate", "test", "predict")},
+        },
         args=list(args),
     )
     if interrupt.signal is not None:
