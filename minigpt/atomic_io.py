@@ -17,10 +17,18 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 
+def remove_stale_partials(folder: Path, name: str = "*") -> None:
+    """Delete the temporary files of checkpoint writes that a crash interrupted."""
+    for partial in folder.glob(f".{name}.*.partial"):
+        partial.unlink(missing_ok=True)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
+        # Only one process writes a run's checkpoints: a leftover for this target is a crash's.
+        remove_stale_partials(target.parent, target.name)
         handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
         try:
             with os.fdopen(handle, "wb") as file:

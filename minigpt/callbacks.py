@@ -4,6 +4,7 @@ cleanly on a signal."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import threading
@@ -165,6 +166,26 @@ class CpuThreads(Callback):
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self.teardown(trainer, pl_module, "exception")
+
+
+class RemoveEmptyRun(Callback):
+    """A run that fails before finishing a step and before writing a checkpoint leaves no
+    `version_N` folder behind: it would hold only the config and an empty log."""
+
+    def __init__(self) -> None:
+        self._stepped = False
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._stepped = True
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        folder = Path(trainer.log_dir) if trainer.log_dir else None
+        if self._stepped or not trainer.is_global_zero or folder is None or not folder.is_dir():
+            return
+        if not any(folder.rglob("*.ckpt")) and folder.resolve() != Path(trainer.default_root_dir).resolve():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class GracefulInterrupt(Callback):

@@ -185,3 +185,17 @@ def test_a_checkpoints_character_vocabulary_grows_to_cover_the_records(pretraine
     assert grown.chars[: stored.vocab_size] == stored.chars  # the checkpoint's ids keep their meaning
     assert END_OF_TEXT_CHAR in grown.chars and END_OF_TEXT_CHAR not in stored.chars
     assert data.examples("train")[0].labels[-1] == grown.encode(END_OF_TEXT_CHAR)[0]
+
+
+def test_null_context_is_no_context(tmp_path: Path) -> None:
+    records = [{"instruction": "Add.", "context": None, "response": "2", "category": None}] * 2
+    data = InstructDataModule(path=str(write_records(tmp_path / "r.jsonl", records)), prompt_style="plain")
+    (example,) = data.examples("train")
+    assert data.tokenizer.decode(example.inputs).startswith("Add.\n\n2")  # the style's form without context
+
+
+def test_a_pretty_printed_json_array_is_named_as_one(tmp_path: Path) -> None:
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps(RECORDS, indent=2))
+    with pytest.raises(MinigptError, match=r"records.json is a JSON array; instruction data is JSONL, one object per"):
+        InstructDataModule(path=str(path)).prepare()

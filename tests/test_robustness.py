@@ -176,3 +176,23 @@ def test_dropout_run_resumes_on_the_same_curve(corpus: Path, tmp_path: Path) -> 
     for step in range(11, 21):
         assert resumed[step] == pytest.approx(uninterrupted[step], rel=1e-5), step
     assert os.path.exists(last)
+
+
+def test_a_killed_write_leaves_no_partial_file_once_the_run_resumes(corpus: Path, tmp_path: Path) -> None:
+    main(tiny_fit_args(corpus, max_steps=10))
+    checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    # What kill -9 in the middle of a checkpoint write leaves (the write's temporary file).
+    (checkpoints / ".last.ckpt.k1ll3d.partial").write_bytes(b"PK\x03\x04 half")
+    main([*tiny_fit_args(corpus, max_steps=20), f"--ckpt_path={checkpoints / 'last.ckpt'}"])
+    for folder in (checkpoints, tmp_path / "lightning_logs" / "version_1" / "checkpoints"):
+        assert not list(folder.glob(".*.partial")), folder
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_run_folder(corpus: Path, tmp_path: Path) -> None:
+    main(tiny_fit_args(corpus, max_steps=5))
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    other = tmp_path / "other.txt"
+    other.write_text("0123456789 +-*/=\n" * 600)  # another alphabet: the checkpoint's ids do not fit it
+    with pytest.raises(SystemExit):
+        main([*tiny_fit_args(other, max_steps=10), f"--ckpt_path={last}"])
+    assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]

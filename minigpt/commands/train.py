@@ -26,8 +26,15 @@ from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from minigpt.atomic_io import AtomicCheckpointIO
-from minigpt.callbacks import CpuThreads, GracefulInterrupt, OptimizationLogger, RandomState, ThroughputLogger
+from minigpt.atomic_io import AtomicCheckpointIO, remove_stale_partials
+from minigpt.callbacks import (
+    CpuThreads,
+    GracefulInterrupt,
+    OptimizationLogger,
+    RandomState,
+    RemoveEmptyRun,
+    ThroughputLogger,
+)
 from minigpt.checkpoint import read_checkpoint
 from minigpt.data import __all__ as DATA_MODULE_NAMES
 from minigpt.errors import MinigptError, first_line
@@ -125,6 +132,8 @@ class MinigptCLI(LightningCLI):
             # Checked before LightningCLI reads the file's hyperparameters, which would fail with
             # a traceback on a missing or foreign file.
             read_checkpoint(ckpt_path)
+            # The interrupted run that wrote it may have left half a checkpoint write behind.
+            remove_stale_partials(Path(ckpt_path).parent)
 
     def instantiate_classes(self) -> None:
         # jsonargparse wraps errors raised while building a class in its own ValueError;
@@ -266,7 +275,14 @@ def run_lightning_cli(args: Sequence[str], *, extra_callbacks: Sequence[Callback
         LightningDataModule,
         subclass_mode_data=True,
         trainer_defaults={
-            "callbacks": [ThroughputLogger(), OptimizationLogger(), RandomState(), interrupt, *extra_callbacks]
+            "callbacks": [
+                ThroughputLogger(),
+                OptimizationLogger(),
+                RandomState(),
+                RemoveEmptyRun(),
+                interrupt,
+                *extra_callbacks,
+            ]
         },
         save_config_kwargs={"overwrite": True},
         # Parsing errors come back as exceptions, to be told in one line (`one_line_parse_error`).

@@ -61,6 +61,8 @@ def _lookup(record: Any, path: str, required: bool) -> str | None:
             raise MalformedRecord(f"has no {path!r} field")
         else:
             return None
+    if value is None and not required:
+        return None  # an optional field written as null: absent
     if not isinstance(value, str):
         raise MalformedRecord(f"field {path!r} is {type(value).__name__}, expected a string")
     return value
@@ -85,6 +87,16 @@ def parse_record(line: str, number: int, fields: RecordFields) -> InstructionRec
 def read_records(path: Path, fields: RecordFields, skip_malformed: bool) -> tuple[list[InstructionRecord], int]:
     """The file's records and how many malformed ones were skipped (only when asked to skip)."""
     text = decode_text(path.read_bytes(), path)
+    if text.lstrip().startswith("["):
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError:
+            whole = None
+        if isinstance(whole, list):
+            raise MinigptError(
+                f"data.path: {path} is a JSON array; instruction data is JSONL, one object per line "
+                "(convert it with: jq -c '.[]' FILE > FILE.jsonl)"
+            )
     records, skipped, first_problem = [], 0, ""
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
