@@ -169,8 +169,8 @@ class CpuThreads(Callback):
 
 
 class RemoveEmptyRun(Callback):
-    """A run that fails before finishing a step and before writing a checkpoint leaves no
-    `version_N` folder behind: it would hold only the config and an empty log."""
+    """A fit that ends, or fails, before finishing a step and before writing a checkpoint leaves
+    no `version_N` folder behind: it would hold only the config and an empty log."""
 
     def __init__(self) -> None:
         self._stepped = False
@@ -181,6 +181,13 @@ class RemoveEmptyRun(Callback):
         self._stepped = True
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._remove_if_empty(trainer)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Resuming a run that had already reached max_steps trains nothing.
+        self._remove_if_empty(trainer)
+
+    def _remove_if_empty(self, trainer: Trainer) -> None:
         folder = Path(trainer.log_dir) if trainer.log_dir else None
         if self._stepped or not trainer.is_global_zero or folder is None or not folder.is_dir():
             return
@@ -237,4 +244,8 @@ class GracefulInterrupt(Callback):
         if isinstance(checkpointer, ModelCheckpoint):
             # Claimed as its own, the checkpointer overwrites this file rather than writing last-v1.ckpt.
             checkpointer.last_model_path = str(self.checkpoint_path)
+        # Lightning validates before honouring should_stop (it is made for early stopping): that
+        # would log a point the uninterrupted run never logs and overwrite last.ckpt with a state
+        # a resume counts one step short. No validation, then.
+        trainer.limit_val_batches = 0
         trainer.should_stop = True

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.text.rouge import ROUGEScore
@@ -54,6 +55,12 @@ def indented(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines() or [""])
 
 
+def validation_step(trainer: Trainer) -> int:
+    """The step Lightning logs this validation's scalars at, so that text sits beside them: inside
+    fit, the index (from 0) of the step just taken."""
+    return max(trainer.global_step - 1, 0) if trainer.state.fn == TrainerFn.FITTING else trainer.global_step
+
+
 class TextSample(Callback):
     """After each validation, logs a sample continuing `prompt` to TensorBoard (TEXT › sample).
 
@@ -81,7 +88,7 @@ class TextSample(Callback):
         generator = TextGenerator(pl_module.model, tokenizer)
         text = generator.generate(self.prompt, self.tokens, DEFAULT_SAMPLING, seed=0, wrap=False)[0]
         for logger in loggers:
-            logger.experiment.add_text("sample", indented(self.prompt + text), global_step=trainer.global_step)
+            logger.experiment.add_text("sample", indented(self.prompt + text), global_step=validation_step(trainer))
 
 
 class InstructionEvaluation(Callback):
@@ -122,7 +129,7 @@ class InstructionEvaluation(Callback):
             return
         pl_module.log("val/rougeL", torch.tensor(rouge_l(triples), device=pl_module.device))
         if trainer.is_global_zero and self.log_examples:
-            self._log_text(trainer, triples[: self.log_examples], pl_module.global_step)
+            self._log_text(trainer, triples[: self.log_examples], validation_step(trainer))
 
     @staticmethod
     def _log_text(trainer: Trainer, triples: list[tuple[str, str, str]], step: int) -> None:

@@ -185,6 +185,7 @@ CASES: dict[str, tuple[Case, str]] = {
     ),
 }
 
+
 def snapshot(root: Path) -> dict[Path, str]:
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
 

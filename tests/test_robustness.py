@@ -13,11 +13,14 @@ import lightning as L
 import pytest
 import torch
 from conftest import tiny_fit_args
+from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
+from test_training import events
 
 from minigpt import atomic_io
 from minigpt.atomic_io import AtomicCheckpointIO
 from minigpt.cli import main
+from minigpt.commands.train import run_lightning_cli
 from minigpt.data import TextDataModule
 from minigpt.errors import MinigptError
 from minigpt.module import LanguageModel
@@ -196,3 +199,38 @@ def test_a_run_that_fails_before_its_first_step_leaves_no_run_folder(corpus: Pat
     with pytest.raises(SystemExit):
         main([*tiny_fit_args(other, max_steps=10), f"--ckpt_path={last}"])
     assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]
+
+
+class SignalAtStep(Callback):
+    """Sends this process SIGTERM after step `step`, as a scheduler's pre-emption would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def logged(version: Path) -> dict[str, dict[int, float]]:
+    accumulator = events(version)
+    return {tag: {e.step: e.value for e in accumulator.Scalars(tag)} for tag in ("train/loss", "val/loss")}
+
+
+def test_an_interrupted_and_resumed_run_logs_what_an_uninterrupted_one_does(corpus: Path, tmp_path: Path) -> None:
+    args = tiny_fit_args(corpus, max_steps=20, **{"trainer.val_check_interval": 5, "model.lr_decay_steps": 20})
+    run_lightning_cli(args)
+    with pytest.raises(SystemExit):
+        run_lightning_cli(args, extra_callbacks=[SignalAtStep(13)])
+    last = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
+    run_lightning_cli([*args, f"--ckpt_path={last}"])
+    runs = [logged(tmp_path / "lightning_logs" / f"version_{n}") for n in range(3)]
+    for tag in ("train/loss", "val/loss"):
+        interrupted, resumed = runs[1][tag], runs[2][tag]
+        assert not interrupted.keys() & resumed.keys(), tag  # no step logged twice
+        assert sorted({**interrupted, **resumed}) == sorted(runs[0][tag]), tag
+        for step, value in {**interrupted, **resumed}.items():
+            assert value == pytest.approx(runs[0][tag][step], rel=1e-5), (tag, step)
+    # Resuming a finished run trains nothing, logs nothing and leaves no run folder.
+    run_lightning_cli([*args, f"--ckpt_path={tmp_path / 'lightning_logs' / 'version_0' / 'checkpoints' / 'last.ckpt'}"])
+    assert sorted(p.name for p in (tmp_path / "lightning_logs").iterdir()) == ["version_0", "version_1", "version_2"]
