@@ -188,7 +188,13 @@ class LanguageModel(LightningModule):
 
     def _log_evaluation(self, stage: str) -> None:
         perplexity = self.val_perplexity.compute()
-        self.log(f"{stage}/loss", torch.log(perplexity), prog_bar=True)
+        loss = torch.log(perplexity)
+        self.log(f"{stage}/loss", loss, prog_bar=True)
+        checkpointer = self._trainer.checkpoint_callback if self._trainer is not None else None
+        if stage == "val" and not self.trainer.sanity_checking:
+            # The best so far, this validation included: the checkpointer's best is the earlier ones'.
+            earlier = getattr(checkpointer, "best_model_score", None)
+            self.log("val/best_loss", loss if earlier is None else torch.minimum(loss, earlier.to(loss.device)))
         self.log(f"{stage}/perplexity", perplexity)
         nll, chars = self.val_nll.compute(), self.val_chars.compute()
         if chars > 0:

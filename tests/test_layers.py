@@ -26,7 +26,7 @@ LAYERS = [
     ["checkpoint"],
     ["pretrained"],
     ["data"],
-    ["module", "callbacks", "freezing", "evaluation", "strategies", "atomic_io"],
+    ["module", "callbacks", "progress", "freezing", "evaluation", "strategies", "atomic_io"],
     ["commands", "cli", "__main__"],
 ]
 # A command imports what it runs inside `run`, so that its parser and --help load at once.

@@ -83,3 +83,44 @@ def test_bigram_baseline_trains_from_yaml_choice(corpus: Path, tmp_path: Path) -
     loaded = load_checkpoint(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
     assert loaded.arch == "bigram"
     assert sum(p.numel() for p in loaded.model.parameters()) == loaded.tokenizer.vocab_size**2
+
+
+def hparams_logged(version: Path) -> tuple[dict[str, object], list[str], set[str]]:
+    """The hyperparameters, the HParams metric tags and every scalar tag of a run's TensorBoard log."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    params, metrics, tags = {}, [], set()
+    for path in version.glob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                tags.add(value.tag)
+                if not value.tag.startswith("_hparams_/"):
+                    continue
+                data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                metrics += [info.name.tag for info in data.experiment.metric_infos]
+                for key, field in data.session_start_info.hparams.items():
+                    params[key] = field.string_value or field.number_value or field.bool_value
+    return params, metrics, tags
+
+
+def test_hparams_rank_runs_by_their_validation_loss(corpus: Path, tmp_path: Path) -> None:
+    main(tiny_fit_args(corpus, max_steps=20))
+    params, metrics, tags = hparams_logged(tmp_path / "lightning_logs" / "version_0")
+    assert metrics == ["val/loss", "val/best_loss", "val/bits_per_char"] and "hp_metric" not in tags
+    assert params["data.batch_size"] == 8 and params["data.block_size"] == 32 and params["trainer.max_steps"] == 20
+    assert params["data.tokenizer"].startswith("char:") and params["n_layer"] == 2
+    assert not any(key.startswith("_") for key in params)  # no LightningCLI bookkeeping
+    best = scalars(tmp_path / "lightning_logs" / "version_0", "val/best_loss")
+    val = scalars(tmp_path / "lightning_logs" / "version_0", "val/loss")
+    assert best == {step: min(v for s, v in val.items() if s <= step) for step in val}
+
+
+def test_the_progress_bar_counts_steps_in_80_columns(corpus: Path, capsys: pytest.CaptureFixture) -> None:
+    args = [a for a in tiny_fit_args(corpus, max_steps=12) if "enable_progress_bar" not in a]
+    main(args)
+    output = capsys.readouterr().out.replace("\r", "\n")
+    bars = [line for line in output.splitlines() if line.startswith("step ")]
+    assert bars and bars[-1].startswith("step 12/12") and "loss=" in bars[-1] and "val=" in bars[-1]
+    assert "Epoch" not in output and "v_num" not in output
+    assert max(len(line) for line in bars) <= 80

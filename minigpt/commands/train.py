@@ -41,6 +41,7 @@ from minigpt.errors import MinigptError, first_line
 from minigpt.evaluation import TextSample
 from minigpt.huggingface.hub import FILE_SUFFIXES, HUB_NAME, check_source
 from minigpt.module import LanguageModel
+from minigpt.progress import RunLogger, StepProgressBar
 from minigpt.tokenizers import TokenizerSpec
 
 DATA_MODULES = [f"minigpt.data.{name}" for name in DATA_MODULE_NAMES]
@@ -153,7 +154,16 @@ class MinigptCLI(LightningCLI):
         trainer_config = self.config_init.get(self.subcommand, self.config_init).get("trainer", {})
         if not trainer_config.get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
+        if trainer_config.get("logger") in (None, True):
+            root = trainer_config.get("default_root_dir") or os.getcwd()
+            kwargs["logger"] = RunLogger(save_dir=root, name="lightning_logs")
+        if trainer_config.get("enable_progress_bar") is not False:
+            kwargs["callbacks"] = [*(trainer_config.get("callbacks") or []), StepProgressBar()]
         return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        if isinstance(self.trainer.logger, RunLogger):
+            self.trainer.logger.run_settings = run_settings(self.trainer, self.datamodule, self.model)
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config)
@@ -232,6 +242,24 @@ def check_config_files(args: Sequence[str]) -> None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(error, "problem", None) or first_line(error)
             raise MinigptError(f"--config: {path} is not valid YAML ({problem}{where}); fix that line") from None
+
+
+def run_settings(trainer: Trainer, datamodule: LightningDataModule, module: LanguageModel) -> dict[str, Any]:
+    """What shapes a run, for TensorBoard's HParams tab: the network as built (presets and
+    init_from resolved), the data and the trainer settings."""
+    tokenizer = getattr(datamodule, "tokenizer", None)
+    return {
+        **module.model.config.to_dict(),
+        "data": type(datamodule).__name__,
+        "data.batch_size": getattr(datamodule, "batch_size", None),
+        "data.block_size": getattr(datamodule, "block_size", None),
+        "data.tokenizer": f"{tokenizer.kind}:{tokenizer.vocab_size}" if tokenizer is not None else None,
+        "trainer.max_steps": trainer.max_steps,
+        "trainer.precision": trainer.precision,
+        "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
+        "trainer.gradient_clip_val": trainer.gradient_clip_val,
+        "trainer.world_size": trainer.world_size,
+    }
 
 
 def find_cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
