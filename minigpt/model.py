@@ -15,6 +15,9 @@ from torch import nn
 from minigpt.errors import MinigptError
 
 GELU_APPROXIMATION = {"exact": "none", "tanh": "tanh"}
+POSITIONS = ("learned", "rope")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "relu2", "swiglu")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,26 @@ class GPTConfig:
     bias: bool = True
     # "exact" (erf) GELU is twice as fast as "tanh" on CPU; GPT-2's weights expect "tanh".
     gelu: str = "exact"
+    # Options from later GPTs (modded-nanogpt, Llama). Each default is GPT-2's layout, so GPT-2
+    # weights and every config written before them load and behave exactly as they did.
+    # "rope": rotary embeddings turn queries and keys by their position; there is no wpe table.
+    position: str = "learned"
+    rope_base: float = 10000.0
+    # "rmsnorm": scale by the root mean square only (no mean, no bias): fewer ops, same quality.
+    norm: str = "layernorm"
+    # RMS-normalise each head's queries and keys before attention (bounded logits, higher safe LRs).
+    qk_norm: bool = False
+    # "relu2": relu(x)**2; "swiglu": silu(gate) * up, three matrices, so its hidden width is 2/3
+    # of mlp_ratio * n_embd (rounded up to a multiple of 32) to keep the parameter count.
+    mlp: str = "gelu"
+    mlp_ratio: float = 4.0
+    # False: the head is a matrix of its own instead of the token embedding's transpose.
+    tie_embeddings: bool = True
+    # Start the projections that write into the residual stream (and an untied head) at zero, so
+    # each block begins as the identity and the first steps only train the embeddings' path.
+    zero_init_proj: bool = False
+    # > 0: logits = softcap * tanh(logits / softcap), which keeps early logits from overshooting.
+    logit_softcap: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -40,6 +63,31 @@ class GPTConfig:
             raise MinigptError(f"model.gelu must be one of {', '.join(GELU_APPROXIMATION)}, got {self.gelu!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise MinigptError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        for name, choices in (("position", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
+            if getattr(self, name) not in choices:
+                raise MinigptError(f"model.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        for name in ("qk_norm", "tie_embeddings", "zero_init_proj"):
+            if not isinstance(getattr(self, name), bool):
+                raise MinigptError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.position == "rope" and (self.n_embd // self.n_head) % 2:
+            raise MinigptError(
+                f"model.position rope turns pairs of channels, so the head size (model.n_embd / model.n_head = "
+                f"{self.n_embd // self.n_head}) must be even"
+            )
+        if not (isinstance(self.rope_base, (int, float)) and self.rope_base > 1):
+            raise MinigptError(f"model.rope_base must be a number above 1, got {self.rope_base!r}")
+        if not (isinstance(self.mlp_ratio, (int, float)) and self.mlp_ratio > 0):
+            raise MinigptError(f"model.mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
+        if not (isinstance(self.logit_softcap, (int, float)) and self.logit_softcap >= 0):
+            raise MinigptError(f"model.logit_softcap must be 0 (off) or a positive number, got {self.logit_softcap!r}")
+
+    @property
+    def mlp_width(self) -> int:
+        """The MLP's hidden width (for swiglu, the width of each of its two input projections)."""
+        width = self.mlp_ratio * self.n_embd
+        if self.mlp == "swiglu":
+            return 32 * math.ceil(2 * width / 3 / 32)
+        return max(1, round(width))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,9 +135,9 @@ class LayerCache:
 class KVCache:
     """Per-layer keys and values of the tokens fed so far, so each new token costs one position.
 
-    Positions are absolute (learned position embeddings), so a cache holds at most block_size
-    tokens and cannot slide: when the context must move, `reset()` it and feed the cropped
-    context again (minigpt.generation does exactly that).
+    Positions are absolute (learned embeddings, or keys cached already turned by their rotary
+    angle), so a cache holds at most block_size tokens and cannot slide: when the context must
+    move, `reset()` it and feed the cropped context again (minigpt.generation does exactly that).
     """
 
     def __init__(self, layers: list[LayerCache]) -> None:
@@ -104,21 +152,62 @@ class KVCache:
             layer.length = 0
 
 
+def make_norm(config: GPTConfig) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return nn.RMSNorm(config.n_embd, eps=1e-5)
+    return nn.LayerNorm(config.n_embd, bias=config.bias)
+
+
+def rotary_angles(config: GPTConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of each position's rotation, one frequency per channel pair, shaped
+    (T, 1, 1, head_size / 2) to turn queries and keys laid out as (B, T, 2, heads, head_size).
+
+    Computed per forward instead of kept as a buffer: it costs T * head_size / 2 values, and the
+    state dict stays the GPT-2 one."""
+    half = config.n_embd // config.n_head // 2
+    frequencies = config.rope_base ** -(torch.arange(half, device=positions.device, dtype=torch.float32) / half)
+    angles = positions.float()[:, None, None, None] * frequencies
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Turn each (first half, second half) channel pair of x's last dimension by its angle."""
+    first, second = x.chunk(2, dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((first * cos - second * sin, first * sin + second * cos), dim=-1)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
         self.dropout = config.dropout
+        self.qk_norm = config.qk_norm
         # One fused projection for q, k, v: GPT-2's `c_attn`.
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cache: LayerCache | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         batch, time, channels = x.shape
-        q, k, v = self.c_attn(x).split(channels, dim=2)
-        # (B, T, C) -> (B, heads, T, head_dim)
-        q, k, v = (t.view(batch, time, self.n_head, -1).transpose(1, 2) for t in (q, k, v))
+        qkv = self.c_attn(x).view(batch, time, 3, self.n_head, channels // self.n_head)
+        q, k, v = qkv.unbind(2)
+        if self.qk_norm or rotary is not None:
+            # Queries and keys together: one kernel for both, as small tensors make launches the cost.
+            qk = qkv[:, :, :2]
+            if self.qk_norm:
+                qk = F.rms_norm(qk, (qk.size(-1),))
+            if rotary is not None:
+                # Keys are cached already turned, so the positions must be the absolute ones.
+                qk = rotate(qk, *rotary)
+            q, k = qk.unbind(2)
+        # (B, T, heads, head_dim) -> (B, heads, T, head_dim)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
         past = 0
         if cache is not None:
             past = cache.length
@@ -140,27 +229,43 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.kind = config.mlp
+        width = config.mlp_width
+        # SwiGLU's gate and up projections are one matrix (one matmul), split after it.
+        self.c_fc = nn.Linear(config.n_embd, 2 * width if self.kind == "swiglu" else width, bias=config.bias)
         self.gelu = nn.GELU(approximate=GELU_APPROXIMATION[config.gelu])
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(width, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        hidden = self.c_fc(x)
+        if self.kind == "relu2":
+            hidden = F.relu(hidden).square()
+        elif self.kind == "swiglu":
+            gate, up = hidden.chunk(2, dim=-1)
+            hidden = F.silu(gate) * up
+        else:
+            hidden = self.gelu(hidden)
+        return self.dropout(self.c_proj(hidden))
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache)
+    def forward(
+        self,
+        x: torch.Tensor,
+        cache: LayerCache | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, rotary)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -168,25 +273,31 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
-            )
-        )
+        # Module order fixes the order random initial weights are drawn in: the default layout
+        # must draw exactly as before, so optional modules only ever drop out, never move.
+        modules: dict[str, nn.Module] = dict(wte=nn.Embedding(config.vocab_size, config.n_embd))
+        if config.position == "learned":
+            modules["wpe"] = nn.Embedding(config.block_size, config.n_embd)
+        modules["drop"] = nn.Dropout(config.dropout)
+        modules["h"] = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        modules["ln_f"] = make_norm(config)
+        self.transformer = nn.ModuleDict(modules)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        # Weight tying: the output projection reuses the token embedding.
-        self.lm_head.weight = self.transformer.wte.weight
+        if config.tie_embeddings:
+            # Weight tying: the output projection reuses the token embedding.
+            self.lm_head.weight = self.transformer.wte.weight
         self.apply(self._init_weights)
         # GPT-2 scales the projections that write into the residual stream by 1/sqrt(2 * n_layer)
         # so the stream's variance does not grow with depth.
         residual_std = 0.02 / math.sqrt(2 * config.n_layer)
         for name, param in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(param, mean=0.0, std=residual_std)
+                if config.zero_init_proj:
+                    nn.init.zeros_(param)
+                else:
+                    nn.init.normal_(param, mean=0.0, std=residual_std)
+        if config.zero_init_proj and not config.tie_embeddings:
+            nn.init.zeros_(self.lm_head.weight)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -196,10 +307,14 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def num_parameters(self, non_embedding: bool = True) -> int:
-        """Parameter count; by default without position embeddings (token ones are tied to the head)."""
+        """Parameter count; by default without the lookup tables that cost no multiplies: the
+        position embeddings, and the token embeddings unless they are the head's (tied)."""
         total = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            total -= self.transformer.wpe.weight.numel()
+            if "wpe" in self.transformer:
+                total -= self.transformer.wpe.weight.numel()
+            if not self.config.tie_embeddings:
+                total -= self.transformer.wte.weight.numel()
         return total
 
     def parameter_roles(self, within: nn.Module | None = None) -> dict[str, list[nn.Parameter]]:
@@ -247,7 +362,16 @@ class GPT(nn.Module):
                 f"sequence of {past + time} tokens is longer than the model's block_size {self.config.block_size}"
             )
         positions = torch.arange(past, past + time, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))
+        x = self.transformer.wte(idx)
+        rotary = None
+        if self.config.position == "rope":
+            rotary = rotary_angles(self.config, positions)
+        else:
+            x = x + self.transformer.wpe(positions)
+        x = self.transformer.drop(x)
         for index, block in enumerate(self.transformer.h):
-            x = block(x, None if cache is None else cache.layers[index])
-        return self.lm_head(self.transformer.ln_f(x))
+            x = block(x, None if cache is None else cache.layers[index], rotary)
+        logits = self.lm_head(self.transformer.ln_f(x))
+        if self.config.logit_softcap:
+            logits = self.config.logit_softcap * torch.tanh(logits / self.config.logit_softcap)
+        return logits
