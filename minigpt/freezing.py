@@ -26,7 +26,6 @@ from torch import nn
 
 from minigpt.errors import MinigptError
 from minigpt.model import GPT
-from minigpt.optim import adamw_groups
 
 
 def positions(model: GPT) -> list[nn.Module]:
@@ -120,7 +119,7 @@ class GradualUnfreezing(BaseFinetuning):
     Args:
         every: Steps (or epochs) between two unfreezings.
         interval: "step" or "epoch".
-        lr: Peak learning rate of the unfrozen blocks (default: model.learning_rate).
+        lr: Peak learning rate of the unfrozen blocks (default: the run's, model.learning_rate or model.muon_lr).
     """
 
     def __init__(self, every: int = 100, interval: Literal["step", "epoch"] = "step", lr: float | None = None) -> None:
@@ -155,9 +154,8 @@ class GradualUnfreezing(BaseFinetuning):
         stage = stages[self.unfrozen]
         self.unfrozen += 1
         self.make_trainable(stage)
-        lr = self.lr if self.lr is not None else pl_module.hparams.learning_rate
-        groups = adamw_groups(gpt_of(pl_module).parameter_roles(within=stage), pl_module.hparams.weight_decay)
-        for group in groups:
+        for group in pl_module.optimizer_groups(within=stage):
+            lr = self.lr if self.lr is not None else group["lr"]
             optimizer.add_param_group({**group, "lr": lr, "initial_lr": lr})
             follow_schedule(trainer, optimizer, lr)
         log_trainable(trainer, pl_module)

@@ -18,7 +18,7 @@ from minigpt.checkpoint import METADATA_KEY, metadata
 from minigpt.constants import IGNORE_INDEX
 from minigpt.errors import MinigptError
 from minigpt.model import GPTConfig
-from minigpt.optim import SCHEDULES, adamw_groups
+from minigpt.optim import OPTIMIZERS, SCHEDULES, build_optimizer, optimizer_groups
 from minigpt.pretrained import build_network
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
@@ -46,7 +46,10 @@ class LanguageModel(LightningModule):
             GPT-2 directory (config.json, model.safetensors, tokenizer.json) or a hub name such as
             gpt2. The architecture comes from it; a fine-tune config sets it through
             `finetune: true` and --ckpt_path. Training starts at step 0 with a fresh optimizer.
+        optimizer: adamw (every parameter), or muon (Muon for the blocks' matrices, AdamW for the
+            embeddings, head, gains and biases; minigpt.muon).
         learning_rate: Peak learning rate of AdamW.
+        muon_lr: Peak learning rate of Muon's matrices (default: learning_rate).
         min_lr: Learning rate at the end of the decay.
         weight_decay: AdamW weight decay, applied to matrices and embeddings only.
         betas: AdamW betas.
@@ -71,7 +74,9 @@ class LanguageModel(LightningModule):
         bias: bool | None = None,
         gelu: Literal["exact", "tanh"] | None = None,
         init_from: str | None = None,
+        optimizer: str = "adamw",
         learning_rate: float = 1e-3,
+        muon_lr: float | None = None,
         min_lr: float = 1e-4,
         weight_decay: float = 0.1,
         betas: tuple[float, float] = (0.9, 0.99),
@@ -85,6 +90,8 @@ class LanguageModel(LightningModule):
         self.save_hyperparameters()
         if min_lr > learning_rate:
             raise MinigptError(f"model.min_lr ({min_lr}) must not exceed model.learning_rate ({learning_rate})")
+        if optimizer not in OPTIMIZERS:
+            raise MinigptError(f"unknown model.optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if lr_schedule not in SCHEDULES:
             raise MinigptError(f"unknown model.lr_schedule {lr_schedule!r}; choose one of {', '.join(SCHEDULES)}")
         self.arch = arch
@@ -125,9 +132,8 @@ class LanguageModel(LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        groups = adamw_groups(self.model.parameter_roles(), hp.weight_decay)
-        # The fused kernel updates every parameter in one pass (see benchmarks/README.md for its speed).
-        optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, betas=tuple(hp.betas), fused=True)
+        groups = self.optimizer_groups(self.model)
+        optimizer = build_optimizer(groups, hp.optimizer, tuple(hp.betas))
         decay_steps = hp.lr_decay_steps or self.trainer.max_steps
         if decay_steps is None or decay_steps <= 0:
             raise MinigptError("set trainer.max_steps or model.lr_decay_steps: the learning-rate schedule needs an end")
@@ -136,6 +142,12 @@ class LanguageModel(LightningModule):
             optimizer, lambda step: schedule(step, hp.warmup_steps, decay_steps, min_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def optimizer_groups(self, within: torch.nn.Module | None = None) -> list[dict[str, Any]]:
+        """This run's parameter groups for the whole network, or for part of it (unfreezing)."""
+        hp = self.hparams
+        roles = self.model.parameter_roles(within)
+        return optimizer_groups(roles, hp.optimizer, hp.learning_rate, hp.weight_decay, hp.muon_lr)
 
     # --- training ----------------------------------------------------------------------------
 

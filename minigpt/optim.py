@@ -1,4 +1,8 @@
-"""Optimizer parameter groups and learning-rate schedules (plain PyTorch)."""
+"""Optimizers and learning-rate schedules from a model's parameter roles (plain PyTorch).
+
+`model.optimizer: adamw` trains every parameter with AdamW; `muon` gives the blocks' matrices to
+Muon (minigpt.muon) at their own peak learning rate and the rest to AdamW.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,12 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
+
+from minigpt.muon import MuonAdamW
+
+OPTIMIZERS = ("adamw", "muon")
 
 
 def adamw_groups(roles: dict[str, list[nn.Parameter]], weight_decay: float, **extra: Any) -> list[dict[str, Any]]:
@@ -15,6 +24,29 @@ def adamw_groups(roles: dict[str, list[nn.Parameter]], weight_decay: float, **ex
     decayed = roles["matrices"] + roles["embeddings"]
     groups = [{"params": decayed, "weight_decay": weight_decay}, {"params": roles["gains"], "weight_decay": 0.0}]
     return [{**group, **extra} for group in groups if group["params"]]
+
+
+def optimizer_groups(
+    roles: dict[str, list[nn.Parameter]],
+    optimizer: str,
+    lr: float,
+    weight_decay: float,
+    muon_lr: float | None = None,
+) -> list[dict[str, Any]]:
+    """Parameter groups, each with its peak `lr`: for AdamW, decayed and not; for Muon, the
+    matrices (at `muon_lr`, by default `lr`) apart from AdamW's embeddings and gains."""
+    if optimizer == "adamw":
+        return adamw_groups(roles, weight_decay, lr=lr, algorithm="adamw")
+    matrices = {"params": roles["matrices"], "algorithm": "muon", "lr": lr if muon_lr is None else muon_lr}
+    rest = adamw_groups({**roles, "matrices": []}, weight_decay, lr=lr, algorithm="adamw")
+    return [{**matrices, "weight_decay": weight_decay}, *rest] if roles["matrices"] else rest
+
+
+def build_optimizer(groups: list[dict[str, Any]], optimizer: str, betas: tuple[float, float]) -> torch.optim.Optimizer:
+    if optimizer == "adamw":
+        # The fused kernel updates every parameter in one pass (see benchmarks/README.md for its speed).
+        return torch.optim.AdamW(groups, betas=betas, fused=True)
+    return MuonAdamW(groups, betas=betas)
 
 
 # A schedule maps (step, warmup_steps, decay_steps, min_ratio) to the multiplier of the peak

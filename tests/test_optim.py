@@ -39,3 +39,16 @@ def test_lr_schedule_is_chosen_in_the_config(corpus: Path, tmp_path: Path) -> No
     # Logged after each step: a straight line from 3e-3 to 3e-4 over 10 steps.
     assert lrs[5] == pytest.approx(3e-3 - 2.7e-3 * 5 / 10, rel=1e-3)
     assert lrs[10] == pytest.approx(3e-4, rel=1e-3)
+
+
+def test_muon_trains_from_the_config_and_resumes_exactly(corpus: Path, tmp_path: Path) -> None:
+    muon = {"model.optimizer": "muon", "model.muon_lr": 0.02, "model.lr_decay_steps": 20}
+    main(tiny_fit_args(corpus, max_steps=20, **muon))
+    main(tiny_fit_args(corpus, max_steps=10, **muon))
+    last = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
+    main([*tiny_fit_args(corpus, max_steps=20, **muon), f"--ckpt_path={last}"])
+    full = scalars(tmp_path / "lightning_logs" / "version_0", "train/loss")
+    resumed = scalars(tmp_path / "lightning_logs" / "version_2", "train/loss")
+    assert full[20] < full[1] - 0.5
+    for step in range(11, 21):  # Muon's momentum buffers came back with the checkpoint
+        assert resumed[step] == pytest.approx(full[step], rel=1e-5), step
