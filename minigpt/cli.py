@@ -28,6 +28,7 @@ COMMANDS = {
         "minigpt.commands.train", "loss, perplexity and bits/char of a checkpoint on the validation split"
     ),
     "test": Command("minigpt.commands.train", "the same on the test split"),
+    "predict": Command("minigpt.commands.train", "complete a file of prompts in batches, answers to JSONL"),
     "generate": Command("minigpt.commands.generate", "sample text from a checkpoint, streamed"),
     "chat": Command("minigpt.commands.generate", "answer prompts read from stdin, one per line"),
     "export": Command("minigpt.commands.export", "write a checkpoint as a Hugging Face model directory"),

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from minigpt.errors import MinigptError
+from minigpt.model import KVCache
 from minigpt.prompts import PromptStyle, style_by_name
 from minigpt.sampling import DEFAULT_SAMPLING, Sampling
 from minigpt.tokenizers import Tokenizer
@@ -68,6 +69,18 @@ def next_token_probabilities(logits: torch.Tensor, history: torch.Tensor, sampli
     return torch.softmax(logits, dim=-1)
 
 
+def draw(
+    probs: torch.Tensor, sampling: Sampling, generator: torch.Generator | Sequence[torch.Generator] | None
+) -> torch.Tensor:
+    """The next token of each row (B, 1): the most likely one, or drawn with the row's generator."""
+    if sampling.temperature == 0:
+        return probs.argmax(dim=-1, keepdim=True)
+    if isinstance(generator, Sequence):
+        rows = zip(probs.split(1), generator, strict=True)
+        return torch.cat([torch.multinomial(row, num_samples=1, generator=g) for row, g in rows])
+    return torch.multinomial(probs, num_samples=1, generator=generator)
+
+
 @torch.no_grad()
 def generate_tokens(
     model: nn.Module,
@@ -75,22 +88,29 @@ def generate_tokens(
     max_new_tokens: int,
     sampling: Sampling = DEFAULT_SAMPLING,
     *,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     use_cache: bool = True,
     window_shift: int | None = None,
+    pads: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the next token of each row of `ids` (B, T), one (B,) tensor per step.
 
     Works with any model that maps ids (B, T) to logits (B, T, vocab) and has `config.block_size`;
-    one with `new_cache(batch_size)` is fed through a KV cache.
+    one with `new_cache(batch_size)` is fed through a KV cache. `pads` (B,) counts the padding
+    each row of a left-padded batch starts with: every row then gets the tokens it would get
+    alone (its own positions, attention and context window). One generator per row makes each
+    row's draws its own.
     """
     block_size = model.config.block_size
     keep = max(1, block_size - (window_shift or max(1, block_size // 4)))
     cache = model.new_cache(ids.size(0)) if use_cache and hasattr(model, "new_cache") else None
-    start = max(0, ids.size(1) - block_size)
     was_training = model.training
     model.eval()
     try:
+        if pads is not None:
+            yield from _generate_padded(model, ids, pads, max_new_tokens, sampling, generator, cache, keep)
+            return
+        start = max(0, ids.size(1) - block_size)
         for _ in range(max_new_tokens):
             if ids.size(1) - start > block_size:
                 start = ids.size(1) - keep
@@ -99,15 +119,53 @@ def generate_tokens(
             # A cache is fed only the tokens it has not seen yet.
             fed = ids[:, start:] if cache is None else ids[:, start + cache.length :]
             logits = model(fed) if cache is None else model(fed, cache)
-            probs = next_token_probabilities(logits[:, -1, :], ids, sampling)
-            if sampling.temperature == 0:
-                next_id = probs.argmax(dim=-1, keepdim=True)
-            else:
-                next_id = torch.multinomial(probs, num_samples=1, generator=generator)
+            next_id = draw(next_token_probabilities(logits[:, -1, :], ids, sampling), sampling, generator)
             ids = torch.cat([ids, next_id], dim=1)
             yield next_id[:, 0]
     finally:
         model.train(was_training)
+
+
+def _generate_padded(
+    model: nn.Module,
+    ids: torch.Tensor,
+    pads: torch.Tensor,
+    max_new_tokens: int,
+    sampling: Sampling,
+    generator: torch.Generator | Sequence[torch.Generator] | None,
+    cache: KVCache | None,
+    keep: int,
+) -> Iterator[torch.Tensor]:
+    """generate_tokens for rows of different lengths. Each row's context window slides on its
+    own, when the row alone would slide it; then every row's window is fed again, left-padded
+    to the longest, which gives the rows that did not slide the very context they had."""
+    block_size = model.config.block_size
+    rows = [row[pad:] for row, pad in zip(ids, pads.tolist(), strict=True)]
+    starts = [max(0, len(row) - block_size) for row in rows]
+    # Padding is no part of a row's text: the repetition penalty sees the row's first token instead.
+    history = torch.where(
+        torch.arange(ids.size(1), device=ids.device)[None, :] < pads[:, None], ids.gather(1, pads[:, None]), ids
+    )
+    window_pads: torch.Tensor | None = None
+    for _ in range(max_new_tokens):
+        slid = False
+        for index, row in enumerate(rows):
+            if len(row) - starts[index] > block_size:
+                starts[index], slid = len(row) - keep, True
+        if cache is None or window_pads is None or slid:
+            windows = [row[start:] for row, start in zip(rows, starts, strict=True)]
+            width = max(len(window) for window in windows)
+            window_pads = torch.tensor([width - len(window) for window in windows], device=ids.device)
+            fed = torch.stack([torch.cat([window.new_zeros(width - len(window)), window]) for window in windows])
+            if cache is not None:
+                cache.reset()
+        else:
+            fed = torch.stack([row[-1:] for row in rows])
+        logits = model(fed, pads=window_pads) if cache is None else model(fed, cache, pads=window_pads)
+        next_id = draw(next_token_probabilities(logits[:, -1, :], history, sampling), sampling, generator)
+        rows = [torch.cat([row, token]) for row, token in zip(rows, next_id, strict=True)]
+        history = torch.cat([history, next_id], dim=1)
+        yield next_id[:, 0]
 
 
 class StopScanner:
@@ -117,6 +175,7 @@ class StopScanner:
         self.stops = [stop for stop in stops if stop]
         self.shown = 0
         self.stopped = False
+        self.tokens = 0  # generated before the text stopped
 
     def _held_back(self, text: str) -> int:
         # A byte-level tokenizer decodes half a character as U+FFFD until its other bytes arrive.
@@ -139,6 +198,16 @@ class StopScanner:
         end = max(end, self.shown)
         piece, self.shown = text[self.shown : end], end
         return piece
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One prompt's answer from `TextGenerator.complete`."""
+
+    prompt: str
+    text: str
+    tokens: int  # generated before the text ended (end-of-text, a stop sequence or the limit)
+    seed: int | None
 
 
 @dataclass
@@ -192,6 +261,57 @@ class TextGenerator:
             texts = [text + piece for text, piece in zip(texts, pieces, strict=True)]
         return texts
 
+    def complete(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int = 256,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        *,
+        stop: Sequence[str] = (),
+        seeds: Sequence[int] | None = None,
+        wrap: bool = True,
+    ) -> list[Completion]:
+        """An answer to each of `prompts`, generated as one left-padded batch.
+
+        Batching does not change what a prompt gets: its logits are the ones it would get alone
+        (so greedy text is the same), and with `seeds` (one per prompt) each prompt draws from
+        its own generator, whatever else the batch holds.
+        """
+        if seeds is not None and len(seeds) != len(prompts):
+            raise MinigptError(f"{len(prompts)} prompts but {len(seeds)} seeds; give one seed per prompt")
+        device = next(self.model.parameters()).device
+        encoded, stops = [], []
+        for prompt in prompts:
+            text, prompt_stops = self._wrap(prompt, stop, wrap, max_new_tokens)
+            encoded.append(self._encode_prompt(text))
+            stops.append(prompt_stops)
+        longest = max(len(ids) for ids in encoded)
+        pad_id = next((i for i in (self.tokenizer.pad_id, self.tokenizer.eot_id) if i is not None), 0)
+        ids = torch.tensor([[pad_id] * (longest - len(row)) + row for row in encoded], device=device)
+        pads = torch.tensor([longest - len(row) for row in encoded], device=device)
+        generators = None if seeds is None else [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        steps = generate_tokens(self.model, ids, max_new_tokens, sampling, generator=generators, pads=pads)
+        scanners = [StopScanner(prompt_stops) for prompt_stops in stops]
+        texts = [""] * len(prompts)
+        for pieces in self._text_pieces(steps, scanners):
+            texts = [text + piece for text, piece in zip(texts, pieces, strict=True)]
+        return [
+            Completion(prompt, text, scanner.tokens, None if seeds is None else seeds[index])
+            for index, (prompt, text, scanner) in enumerate(zip(prompts, texts, scanners, strict=True))
+        ]
+
+    def _wrap(self, prompt: str, stop: Sequence[str], wrap: bool, max_new_tokens: int) -> tuple[str, list[str]]:
+        """The text the model continues (in the prompt style, unless wrap=False) and the stop
+        sequences that end it. Bad settings and prompts are reported before the first step."""
+        if not prompt:
+            raise MinigptError("the prompt is empty; give at least one character")
+        if max_new_tokens < 0:
+            raise MinigptError(f"max_new_tokens must be 0 or more, got {max_new_tokens}")
+        style = self.style if wrap else None
+        if style is None:
+            return prompt, list(stop)
+        return style.format(prompt), [*stop, *style.stop_sequences]
+
     def _pieces(
         self,
         prompt: str,
@@ -202,22 +322,15 @@ class TextGenerator:
         seed: int | None,
         wrap: bool,
     ) -> Iterator[list[str]]:
-        """Each sample's new text per step. Bad settings and prompts are reported before the first step."""
-        if not prompt:
-            raise MinigptError("the prompt is empty; give at least one character")
-        if max_new_tokens < 0:
-            raise MinigptError(f"max_new_tokens must be 0 or more, got {max_new_tokens}")
+        """Each sample's new text per step."""
         if num_samples < 1:
             raise MinigptError(f"num_samples must be at least 1, got {num_samples}")
-        style = self.style if wrap else None
-        if style is not None:
-            prompt, stop = style.format(prompt), [*stop, *style.stop_sequences]
+        text, stops = self._wrap(prompt, stop, wrap, max_new_tokens)
         device = next(self.model.parameters()).device
-        prompt_ids = self._encode_prompt(prompt)
-        ids = torch.tensor([prompt_ids] * num_samples, dtype=torch.long, device=device)
+        ids = torch.tensor([self._encode_prompt(text)] * num_samples, dtype=torch.long, device=device)
         generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
         steps = generate_tokens(self.model, ids, max_new_tokens, sampling, generator=generator)
-        return self._text_pieces(steps, [StopScanner(stop) for _ in range(num_samples)])
+        return self._text_pieces(steps, [StopScanner(stops) for _ in range(num_samples)])
 
     def _encode_prompt(self, prompt: str) -> list[int]:
         """The prompt's ids; one longer than the context keeps its last block_size, with a warning."""
@@ -247,6 +360,7 @@ class TextGenerator:
                     scanner.stopped = True
                     continue
                 new_ids[row].append(token)
+                scanner.tokens += 1
                 pieces.append(scanner.update(decode(new_ids[row])))
             yield pieces
             if all(scanner.stopped for scanner in scanners):

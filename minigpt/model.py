@@ -160,14 +160,27 @@ def make_norm(config: GPTConfig) -> nn.Module:
 
 def rotary_angles(config: GPTConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of each position's rotation, one frequency per channel pair, shaped
-    (T, 1, 1, head_size / 2) to turn queries and keys laid out as (B, T, 2, heads, head_size).
+    (T, 1, 1, head_size / 2), or (B, T, ...) for positions that differ by row, to turn queries
+    and keys laid out as (B, T, 2, heads, head_size).
 
     Computed per forward instead of kept as a buffer: it costs T * head_size / 2 values, and the
     state dict stays the GPT-2 one."""
     half = config.n_embd // config.n_head // 2
     frequencies = config.rope_base ** -(torch.arange(half, device=positions.device, dtype=torch.float32) / half)
-    angles = positions.float()[:, None, None, None] * frequencies
+    angles = positions.float()[..., None, None, None] * frequencies
     return angles.cos(), angles.sin()
+
+
+def padded_attention(pads: torch.Tensor, past: int, time: int) -> torch.Tensor:
+    """Which keys each query may see (B, 1, T, past + T) when row b starts with pads[b] padding
+    tokens: causal, never a padding key, except that a padding query sees itself (a row that
+    sees nothing would make NaNs that spread)."""
+    keys = torch.arange(past + time, device=pads.device)
+    queries = torch.arange(past, past + time, device=pads.device)
+    causal = keys[None, :] <= queries[:, None]
+    real = keys[None, :] >= pads[:, None]
+    itself = keys[None, :] == queries[:, None]
+    return (causal[None] & (real[:, None, :] | itself[None])).unsqueeze(1)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -193,6 +206,7 @@ class CausalSelfAttention(nn.Module):
         x: torch.Tensor,
         cache: LayerCache | None = None,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         batch, time, channels = x.shape
         qkv = self.c_attn(x).view(batch, time, 3, self.n_head, channels // self.n_head)
@@ -213,7 +227,9 @@ class CausalSelfAttention(nn.Module):
             past = cache.length
             k, v = cache.extend(k, v)
         dropout_p = self.dropout if self.training else 0.0
-        if past == 0:
+        if mask is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        elif past == 0:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
         elif time == 1:
             # One new token may look at every cached position: no mask needed.
@@ -264,8 +280,9 @@ class Block(nn.Module):
         x: torch.Tensor,
         cache: LayerCache | None = None,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, rotary)
+        x = x + self.attn(self.ln_1(x), cache, rotary, mask)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -349,11 +366,16 @@ class GPT(nn.Module):
         shape = (batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
         return KVCache([LayerCache(weight.new_zeros(shape), weight.new_zeros(shape)) for _ in range(c.n_layer)])
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self, idx: torch.Tensor, cache: KVCache | None = None, pads: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Token ids (B, T) to next-token logits (B, T, vocab_size).
 
         With a cache, `idx` holds only the tokens that follow the cached ones; their keys and
-        values are added to the cache.
+        values are added to the cache. `pads` (B,) counts the padding tokens each row starts
+        with (prompts of several lengths, left-padded): a row's positions count from its first
+        real token and no token attends to padding, so each row's logits are the ones it would
+        get alone.
         """
         time = idx.size(1)
         past = 0 if cache is None else cache.length
@@ -362,6 +384,10 @@ class GPT(nn.Module):
                 f"sequence of {past + time} tokens is longer than the model's block_size {self.config.block_size}"
             )
         positions = torch.arange(past, past + time, device=idx.device)
+        mask = None
+        if pads is not None:
+            positions = (positions[None, :] - pads[:, None]).clamp(min=0)
+            mask = padded_attention(pads, past, time)
         x = self.transformer.wte(idx)
         rotary = None
         if self.config.position == "rope":
@@ -370,7 +396,7 @@ class GPT(nn.Module):
             x = x + self.transformer.wpe(positions)
         x = self.transformer.drop(x)
         for index, block in enumerate(self.transformer.h):
-            x = block(x, None if cache is None else cache.layers[index], rotary)
+            x = block(x, None if cache is None else cache.layers[index], rotary, mask)
         logits = self.lm_head(self.transformer.ln_f(x))
         if self.config.logit_softcap:
             logits = self.config.logit_softcap * torch.tanh(logits / self.config.logit_softcap)

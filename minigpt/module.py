@@ -17,6 +17,7 @@ from torchmetrics.text import Perplexity
 from minigpt.checkpoint import METADATA_KEY, metadata
 from minigpt.constants import IGNORE_INDEX
 from minigpt.errors import MinigptError
+from minigpt.generation import TextGenerator
 from minigpt.model import GPTConfig
 from minigpt.optim import OPTIMIZERS, SCHEDULES, build_optimizer, optimizer_groups
 from minigpt.pretrained import build_network
@@ -219,6 +220,10 @@ class LanguageModel(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_evaluation("test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, Any]]:
+        """Completions of a batch of prompts (minigpt.data.Prompts), one record per prompt."""
+        return batch.complete(TextGenerator(self.model, self.tokenizer, self.prompt_style))
 
     # --- checkpoints -------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from minigpt.checkpoint import ARCHITECTURES, build_model, network_state, read_checkpoint, stored_tokenizer
 from minigpt.errors import MinigptError, first_line
-from minigpt.huggingface.gpt2 import REQUIRED_FILES, read_gpt2_dir
+from minigpt.huggingface.gpt2 import REQUIRED_FILES, read_gpt2_config, read_gpt2_dir
 from minigpt.huggingface.hub import resolve_source
 from minigpt.model import GPT, PRESETS, GPTConfig
 from minigpt.tokenizers import PretrainedTokenizer, Tokenizer, minigpt_settings_path, tokenizer_from_json
@@ -76,6 +76,14 @@ def load_pretrained(source: str, key: str = KEY) -> Pretrained:
         raise MinigptError(f"{key}: {path} holds a {meta['arch']} model; fine-tuning starts from GPT checkpoints")
     config = GPTConfig.from_dict(meta["model_config"])
     return Pretrained(config, network_state(checkpoint), stored_tokenizer(checkpoint, path), source)
+
+
+def load_config(source: str, key: str = KEY) -> GPTConfig:
+    """Only the architecture of a source (a checkpoint's config, a GPT-2 directory's config.json)."""
+    path = resolve_source(source, key, REQUIRED_FILES)
+    if path.is_dir():
+        return read_gpt2_config(path, key)
+    return GPTConfig.from_dict(read_checkpoint(path, key=key)["minigpt"]["model_config"])
 
 
 def fit_vocabulary(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

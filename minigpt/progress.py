@@ -10,6 +10,7 @@ from typing import Any
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 # Short labels keep the bar inside 80 columns; a metric not named here is not shown.
@@ -73,6 +74,7 @@ class RunLogger(TensorBoardLogger):
         super().__init__(*args, **{**kwargs, "default_hp_metric": False})
         self.run_settings: dict[str, Any] = {}
 
+    @rank_zero_only
     def log_hyperparams(self, params: Any, metrics: Mapping[str, Any] | None = None, step: int | None = None) -> None:
         values = {key: value for key, value in dict(params).items() if not key.startswith("_")}
         values.update(self.run_settings)

@@ -304,7 +304,7 @@ def test_instruct_config_tunes_a_bpe_checkpoint_with_its_tokenizer(corpus: Path,
     [
         (["--help"], "usage: minigpt {fit,validate,test,"),
         (["tokenizer", "--help"], "usage: minigpt tokenizer {train,compare}"),
-        (["tokenizer", "train", "--help"], "--kind {bpe,regex-bpe,char}"),
+        (["tokenizer", "train", "--help"], "--kind {bpe,regex-bpe,char"),  # and any kind a test registers
         (["generate", "--help"], "most tokens to generate (default: 500)"),
         (["chat", "--help"], "(default: 0.8)"),
         (["fit", "--data.tokenizer.help"], "--data.tokenizer.kind KIND"),

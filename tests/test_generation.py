@@ -260,3 +260,37 @@ def test_stop_scanner_holds_back_a_possible_stop_start() -> None:
     assert scanner.update("answer ##!") == "##!"
     assert scanner.update("answer ##! ###x") == " "
     assert scanner.stopped
+
+
+@pytest.mark.parametrize("options", [{}, {"position": "rope"}])
+def test_left_padded_rows_get_the_logits_they_get_alone(options: dict) -> None:
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=13, block_size=16, n_layer=2, n_head=2, n_embd=16, **options)).eval()
+    rows = [torch.randint(0, 13, (n,)) for n in (3, 7, 5)]
+    pads = torch.tensor([7 - len(row) for row in rows])
+    batch = torch.stack([torch.cat([torch.zeros(7 - len(row), dtype=torch.long), row]) for row in rows])
+    with torch.no_grad():
+        together = model(batch, pads=pads)
+        # And through the cache: a prefill, then one token at a time.
+        cache = model.new_cache(3)
+        cached = torch.cat([model(batch[:, :4], cache, pads=pads), model(batch[:, 4:], cache, pads=pads)], dim=1)
+        for index, row in enumerate(rows):
+            alone = model(row[None])[0]
+            torch.testing.assert_close(together[index, -len(row) :], alone, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(cached[index, -len(row) :], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_a_batch_of_prompts_completes_as_each_prompt_alone() -> None:
+    torch.manual_seed(2)
+    model = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16))
+    tokenizer = CharTokenizer(list("abcdefghijk"))
+    generator = TextGenerator(model, tokenizer)
+    prompts = ["abc", "a", "kjihgfe", "bb"]
+    for sampling, seeds in ((Sampling(temperature=0), None), (Sampling(temperature=1.0), [5, 6, 7, 8])):
+        batched = generator.complete(prompts, 20, sampling, stop=["kk"], seeds=seeds)
+        for index, prompt in enumerate(prompts):
+            seed = None if seeds is None else seeds[index]
+            (alone,) = generator.complete([prompt], 20, sampling, stop=["kk"], seeds=None if seed is None else [seed])
+            assert batched[index] == alone
+            assert alone.text == generator.generate(prompt, 20, sampling, stop=["kk"], seed=seed)[0]
+        assert all(completion.tokens <= 20 for completion in batched)

@@ -108,3 +108,41 @@ def test_pipeline_greedy_text_equals_minigpt_generate(
         with torch.no_grad():
             theirs = generator(prompt, max_new_tokens=new_tokens, do_sample=False, return_full_text=False)
         assert ours == prompt + theirs[0]["generated_text"], prompt
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu", "tie_embeddings": False, "bias": False},
+        {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu", "rope_base": 500.0},
+        {"mlp_ratio": 2.0, "bias": False},
+    ],
+    ids=["llama-untied", "llama-tied-with-biases", "gpt2-narrow-mlp"],
+)
+def test_every_exportable_layout_loads_in_transformers_with_the_same_logits(options: dict, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer.from_text(TEXT)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32, **options))
+    export_model(model.eval(), tokenizer, tmp_path)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    expected = "LlamaForCausalLM" if options.get("position") == "rope" else "GPT2LMHeadModel"
+    assert type(theirs).__name__ == expected
+    ids = torch.randint(0, tokenizer.vocab_size, (2, 32), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(ids).logits, model(ids), atol=1e-4, rtol=0)
+
+
+def test_a_model_no_hugging_face_architecture_has_is_refused_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from minigpt.errors import MinigptError
+
+    modern = {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu"}
+    for options, named in (
+        ({**modern, "qk_norm": True}, "model.qk_norm: True"),
+        ({"mlp": "relu2"}, "model.mlp: relu2"),
+    ):
+        model = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=1, n_embd=8, **options))
+        with pytest.raises(MinigptError, match=named) as error:
+            export_model(model, CharTokenizer(list("abcdefghij")), tmp_path / "out")
+        assert "\n" not in str(error.value) and not (tmp_path / "out").exists()

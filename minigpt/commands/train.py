@@ -24,13 +24,14 @@ from jsonargparse import ArgumentParser
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from minigpt.atomic_io import AtomicCheckpointIO, remove_stale_partials
 from minigpt.callbacks import (
     CpuThreads,
     GracefulInterrupt,
     OptimizationLogger,
+    PredictionsFile,
     RandomState,
     RemoveEmptyRun,
     ThroughputLogger,
@@ -93,6 +94,7 @@ class MinigptCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(TextSample, "sample")
         parser.add_lightning_class_args(CpuThreads, "cpu")
+        parser.add_lightning_class_args(PredictionsFile, "predictions")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/loss",
@@ -154,7 +156,9 @@ class MinigptCLI(LightningCLI):
         trainer_config = self.config_init.get(self.subcommand, self.config_init).get("trainer", {})
         if not trainer_config.get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
-        if trainer_config.get("logger") in (None, True):
+        if self.subcommand == "predict":
+            kwargs["logger"] = False  # answers go to predictions.path; no run folder
+        elif trainer_config.get("logger") in (None, True):
             root = trainer_config.get("default_root_dir") or os.getcwd()
             kwargs["logger"] = RunLogger(save_dir=root, name="lightning_logs")
         if trainer_config.get("enable_progress_bar") is not False:
@@ -296,6 +300,9 @@ def run_lightning_cli(args: Sequence[str], *, extra_callbacks: Sequence[Callback
             parser.print_help()
             sys.exit(0)
     check_config_files(args)
+    chosen = any(arg in ("--data", "--config", "-c") or arg.startswith(("--data=", "--config=")) for arg in args)
+    if args and args[0] == "predict" and not chosen:
+        args = ["predict", "--data=minigpt.data.Prompts", *args[1:]]
     interrupt = GracefulInterrupt()
     cli = MinigptCLI(
         LanguageModel,
@@ -312,6 +319,7 @@ def run_lightning_cli(args: Sequence[str], *, extra_callbacks: Sequence[Callback
                 *extra_callbacks,
             ]
         },
+        save_config_callback=None if args and args[0] == "predict" else SaveConfigCallback,
         save_config_kwargs={"overwrite": True},
         # Parsing errors come back as exceptions, to be told in one line (`one_line_parse_error`).
         parser_kwargs={

@@ -22,12 +22,12 @@ from minigpt.pretrained import load_tokenizer
 from minigpt.tokenizers import Tokenizer
 
 
-def check_batching(block_size: int, batch_size: int, val_fraction: float, num_workers: int) -> None:
+def check_batching(block_size: int | None, batch_size: int, val_fraction: float | None, num_workers: int) -> None:
     """The settings every data module shares: one-line errors naming the data.* key."""
     for name, value in (("block_size", block_size), ("batch_size", batch_size)):
-        if value <= 0:
+        if value is not None and value <= 0:
             raise MinigptError(f"data.{name} must be a positive integer, got {value}")
-    if not 0.0 < val_fraction < 1.0:
+    if val_fraction is not None and not 0.0 < val_fraction < 1.0:
         raise MinigptError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
     if num_workers < 0:
         raise MinigptError(f"data.num_workers must be 0 or more, got {num_workers}")
@@ -42,9 +42,9 @@ class TokenDataModule(LightningDataModule):
     def __init__(
         self,
         path: str | None,
-        block_size: int,
+        block_size: int | None,
         batch_size: int,
-        val_fraction: float,
+        val_fraction: float | None,
         num_workers: int,
         seed: int,
         tokenizer_from: str | None,

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from minigpt.errors import MinigptError
-from minigpt.huggingface.gpt2 import config_to_hf, gpt2_tensors
-from minigpt.model import GPT
+from minigpt.huggingface.gpt2 import GPT2_LAYOUT, config_to_hf, gpt2_tensors
+from minigpt.huggingface.llama import LLAMA_LAYOUT, llama_config, llama_tensors
+from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizers import Tokenizer
 
 EXPORTED_FILES = (
@@ -29,6 +33,42 @@ EXPORTED_FILES = (
     "special_tokens_map.json",
     "generation_config.json",
 )
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A layout transformers knows: the GPTConfig values it needs, its config.json and weights."""
+
+    name: str
+    layout: dict[str, Any]
+    config: Callable[[GPTConfig], dict[str, Any]]
+    tensors: Callable[[GPT], dict[str, torch.Tensor]]
+
+    def differences(self, config: GPTConfig) -> list[str]:
+        return [
+            f"model.{key}: {getattr(config, key)}"
+            for key, value in self.layout.items()
+            if getattr(config, key) != value
+        ]
+
+
+ARCHITECTURES = (
+    Architecture("GPT2LMHeadModel", GPT2_LAYOUT, config_to_hf, gpt2_tensors),
+    Architecture("LlamaForCausalLM", LLAMA_LAYOUT, llama_config, llama_tensors),
+)
+
+
+def architecture_for(config: GPTConfig) -> Architecture:
+    """The architecture whose layout the model has, or a one-line refusal naming the options."""
+    for architecture in ARCHITECTURES:
+        if not architecture.differences(config):
+            return architecture
+    nearest = min(ARCHITECTURES, key=lambda architecture: len(architecture.differences(config)))
+    raise MinigptError(
+        f"no Hugging Face architecture has this model's {', '.join(nearest.differences(config))} "
+        f"({nearest.name} is the nearest); export writes GPT-2's layout (learned positions, layernorm, gelu, "
+        "tied head) or Llama's (rope, rmsnorm, swiglu), without qk_norm or logit_softcap"
+    )
 
 
 def special_tokens(tokenizer: Tokenizer) -> dict[str, tuple[str, int]]:
@@ -73,10 +113,11 @@ def export_model(model: nn.Module, tokenizer: Tokenizer, out: Path) -> tuple[str
 
     if not isinstance(model, GPT):
         raise MinigptError(f"only GPT checkpoints export to Hugging Face format, not {type(model).__name__}")
+    architecture = architecture_for(model.config)
     out.mkdir(parents=True, exist_ok=True)
     ids = token_ids(tokenizer)
-    save_file(gpt2_tensors(model), out / "model.safetensors", metadata={"format": "pt"})
-    write_json(out / "config.json", {**config_to_hf(model.config), **ids})
+    save_file(architecture.tensors(model), out / "model.safetensors", metadata={"format": "pt"})
+    write_json(out / "config.json", {**architecture.config(model.config), **ids})
     (out / "tokenizer.json").write_text(tokenizer.to_huggingface(), encoding="utf-8")
     write_json(out / "tokenizer_config.json", tokenizer_config(tokenizer, model.config.block_size))
     write_json(out / "special_tokens_map.json", {name: text for name, (text, _) in special_tokens(tokenizer).items()})

@@ -17,6 +17,15 @@ from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizers import PretrainedTokenizer
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+# GPT-2's layout, as GPTConfig values: what a GPT must have to export as GPT-2.
+GPT2_LAYOUT = {
+    "position": "learned",
+    "norm": "layernorm",
+    "mlp": "gelu",
+    "qk_norm": False,
+    "tie_embeddings": True,
+    "logit_softcap": 0.0,
+}
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # Causal-mask buffers that older transformers versions saved beside the weights.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
@@ -44,8 +53,6 @@ def config_from_hf(values: dict, source: str) -> GPTConfig:
             f"{source}: activation_function {activation!r} is not one of {', '.join(GELU_BY_ACTIVATION)}"
         )
     n_embd = values["n_embd"]
-    if values.get("n_inner") not in (None, 4 * n_embd):
-        raise MinigptError(f"{source}: n_inner {values['n_inner']} is not 4 * n_embd; minigpt's MLP is 4x wide")
     if values.get("layer_norm_epsilon", LAYER_NORM_EPSILON) != LAYER_NORM_EPSILON:
         raise MinigptError(f"{source}: layer_norm_epsilon {values['layer_norm_epsilon']} is not {LAYER_NORM_EPSILON}")
     if not values.get("tie_word_embeddings", True):
@@ -59,6 +66,7 @@ def config_from_hf(values: dict, source: str) -> GPTConfig:
         dropout=values.get("resid_pdrop", 0.0),
         bias=True,
         gelu=GELU_BY_ACTIVATION[activation],
+        mlp_ratio=(values.get("n_inner") or 4 * n_embd) / n_embd,
     )
 
 
@@ -71,7 +79,7 @@ def config_to_hf(config: GPTConfig) -> dict:
         "n_embd": config.n_embd,
         "n_layer": config.n_layer,
         "n_head": config.n_head,
-        "n_inner": None,
+        "n_inner": None if config.mlp_width == 4 * config.n_embd else config.mlp_width,
         "activation_function": ACTIVATION_BY_GELU[config.gelu],
         "resid_pdrop": config.dropout,
         "embd_pdrop": config.dropout,
@@ -106,18 +114,22 @@ def state_dict_from_hf(tensors: dict[str, torch.Tensor], config: GPTConfig, sour
     return state
 
 
+def read_gpt2_config(directory: Path, key: str = "model.init_from") -> GPTConfig:
+    check_gpt2_dir(directory, key)
+    config_path = directory / "config.json"
+    try:
+        return config_from_hf(json.loads(config_path.read_text(encoding="utf-8")), str(config_path))
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise MinigptError(f"{config_path} is not a GPT-2 config.json ({type(error).__name__}: {error})") from None
+
+
 def read_gpt2_dir(
     directory: Path, key: str = "model.init_from"
 ) -> tuple[GPTConfig, dict[str, torch.Tensor], PretrainedTokenizer]:
     """A GPT-2 directory's config, weights (under minigpt's names) and tokenizer."""
     from safetensors.torch import load_file
 
-    check_gpt2_dir(directory, key)
-    config_path = directory / "config.json"
-    try:
-        config = config_from_hf(json.loads(config_path.read_text(encoding="utf-8")), str(config_path))
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise MinigptError(f"{config_path} is not a GPT-2 config.json ({type(error).__name__}: {error})") from None
+    config = read_gpt2_config(directory, key)
     weights_path = directory / "model.safetensors"
     try:
         tensors = load_file(weights_path)
