@@ -1,3 +1,5 @@
 from minigpt.cli import main
 
-main()
+# Guarded: worker processes started by spawning import this module again, and must not run the CLI.
+if __name__ == "__main__":
+    main()

@@ -79,10 +79,12 @@ class HuggingFaceTokenizer(Tokenizer):
         return self.eot_id if pad is None else pad
 
     def encode(self, text: str) -> list[int]:
-        return self.backend.encode(text, add_special_tokens=False).ids
+        return self.encode_batch([text])[0]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [encoding.ids for encoding in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+        # The fast variant skips character offsets, which minigpt never reads: the same ids,
+        # ~40% sooner on a 256 KiB chunk (benchmarks/README.md, "Tokenizing a corpus").
+        return [encoding.ids for encoding in self.backend.encode_batch_fast(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=False)
