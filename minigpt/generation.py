@@ -288,7 +288,12 @@ class TextGenerator:
         longest = max(len(ids) for ids in encoded)
         pad_id = next((i for i in (self.tokenizer.pad_id, self.tokenizer.eot_id) if i is not None), 0)
         ids = torch.tensor([[pad_id] * (longest - len(row)) + row for row in encoded], device=device)
-        pads = torch.tensor([longest - len(row) for row in encoded], device=device)
+        # Prompts of one length need no padding, and take the unpadded loop.
+        pads = (
+            None
+            if len({len(row) for row in encoded}) == 1
+            else torch.tensor([longest - len(row) for row in encoded], device=device)
+        )
         generators = None if seeds is None else [torch.Generator(device=device).manual_seed(s) for s in seeds]
         steps = generate_tokens(self.model, ids, max_new_tokens, sampling, generator=generators, pads=pads)
         scanners = [StopScanner(prompt_stops) for prompt_stops in stops]

@@ -364,7 +364,8 @@ class GPT(nn.Module):
         c = self.config
         weight = self.transformer.wte.weight
         shape = (batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
-        return KVCache([LayerCache(weight.new_zeros(shape), weight.new_zeros(shape)) for _ in range(c.n_layer)])
+        # Uninitialised: a position is read only after it is written.
+        return KVCache([LayerCache(weight.new_empty(shape), weight.new_empty(shape)) for _ in range(c.n_layer)])
 
     def forward(
         self, idx: torch.Tensor, cache: KVCache | None = None, pads: torch.Tensor | None = None
