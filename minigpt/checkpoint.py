@@ -19,7 +19,7 @@ from torch import nn
 from minigpt.bigram import BigramConfig, BigramLM
 from minigpt.errors import MinigptError
 from minigpt.generation import TextGenerator
-from minigpt.huggingface.gpt2 import REQUIRED_FILES, read_gpt2_dir
+from minigpt.huggingface.directory import REQUIRED_FILES, read_model_dir
 from minigpt.huggingface.hub import resolve_source
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
@@ -96,7 +96,7 @@ def load_checkpoint(source: str | Path, device: str | torch.device = "cpu", key:
     directory or a hub name such as gpt2."""
     path = resolve_source(source, key, REQUIRED_FILES)
     if path.is_dir():
-        config, state, tokenizer = read_gpt2_dir(path, key)
+        config, state, tokenizer = read_model_dir(path, key)
         model = GPT(config)
         model.load_state_dict(state)
         return Checkpoint(model=model.to(device).eval(), tokenizer=tokenizer, arch="gpt", path=path)

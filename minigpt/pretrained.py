@@ -16,7 +16,7 @@ from torch import nn
 
 from minigpt.checkpoint import ARCHITECTURES, build_model, network_state, read_checkpoint, stored_tokenizer
 from minigpt.errors import MinigptError, first_line
-from minigpt.huggingface.gpt2 import REQUIRED_FILES, read_gpt2_config, read_gpt2_dir
+from minigpt.huggingface.directory import REQUIRED_FILES, read_model_config, read_model_dir
 from minigpt.huggingface.hub import resolve_source
 from minigpt.model import GPT, PRESETS, GPTConfig
 from minigpt.tokenizers import PretrainedTokenizer, Tokenizer, minigpt_settings_path, tokenizer_from_json
@@ -68,7 +68,7 @@ def load_pretrained(source: str, key: str = KEY) -> Pretrained:
     """Architecture, weights and tokenizer to start a run from."""
     path = resolve_source(source, key, REQUIRED_FILES)
     if path.is_dir():
-        config, state, tokenizer = read_gpt2_dir(path, key)
+        config, state, tokenizer = read_model_dir(path, key)
         return Pretrained(config, state, tokenizer, source)
     checkpoint = read_checkpoint(path, key=key)
     meta = checkpoint["minigpt"]
@@ -82,7 +82,7 @@ def load_config(source: str, key: str = KEY) -> GPTConfig:
     """Only the architecture of a source (a checkpoint's config, a GPT-2 directory's config.json)."""
     path = resolve_source(source, key, REQUIRED_FILES)
     if path.is_dir():
-        return read_gpt2_config(path, key)
+        return read_model_config(path, key)
     return GPTConfig.from_dict(read_checkpoint(path, key=key)["minigpt"]["model_config"])
 
 

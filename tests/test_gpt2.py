@@ -96,7 +96,7 @@ def test_bias_free_model_exports_and_comes_back(tmp_path: Path) -> None:
 
 def test_gpt2_directory_missing_files_is_one_line(tiny_gpt2: Path) -> None:
     (tiny_gpt2 / "model.safetensors").unlink()
-    with pytest.raises(MinigptError, match=r"lacks model.safetensors; a GPT-2 directory needs config.json, model"):
+    with pytest.raises(MinigptError, match=r"lacks model.safetensors; a model directory needs config.json, model"):
         load_pretrained(str(tiny_gpt2))
 
 
@@ -114,8 +114,8 @@ def test_gpt2_weights_missing_keys_are_named(tiny_gpt2: Path) -> None:
 
 def test_another_architecture_is_refused(tiny_gpt2: Path) -> None:
     config = json.loads((tiny_gpt2 / "config.json").read_text())
-    (tiny_gpt2 / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
-    with pytest.raises(MinigptError, match="describes a 'llama' model; only GPT-2 weights load"):
+    (tiny_gpt2 / "config.json").write_text(json.dumps({**config, "model_type": "mistral"}))
+    with pytest.raises(MinigptError, match="describes a 'mistral' model; minigpt loads gpt2 and llama weights"):
         load_pretrained(str(tiny_gpt2))
 
 

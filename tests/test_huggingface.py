@@ -6,6 +6,7 @@ import json
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,22 @@ def test_a_model_no_hugging_face_architecture_has_is_refused_naming_the_option(
         with pytest.raises(MinigptError, match=named) as error:
             export_model(model, CharTokenizer(list("abcdefghij")), tmp_path / "out")
         assert "\n" not in str(error.value) and not (tmp_path / "out").exists()
+
+
+def test_a_llama_directory_comes_back_as_the_same_gpt(tmp_path: Path) -> None:
+    """The round trip: exported as Llama, loaded back by minigpt with the same logits and ids."""
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer.from_text(TEXT + TORTURE)
+    modern = {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu", "tie_embeddings": False, "bias": False}
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32, **modern))
+    export_model(model.eval(), tokenizer, tmp_path / "llama")
+    back = load_checkpoint(tmp_path / "llama")
+    # The same network: mlp_ratio may be spelled otherwise for the same SwiGLU width.
+    assert (
+        replace(back.model.config, mlp_ratio=4.0) == model.config
+        and back.model.config.mlp_width == model.config.mlp_width
+    )
+    ids = torch.randint(0, tokenizer.vocab_size, (2, 32), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(back.model(ids), model(ids), atol=1e-5, rtol=0)
+    assert back.tokenizer.encode(TORTURE) == tokenizer.encode(TORTURE)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from minigpt.errors import MinigptError
-from minigpt.huggingface.gpt2 import GPT2_LAYOUT, config_to_hf, gpt2_tensors
+from minigpt.huggingface.gpt2 import GPT2_LAYOUT, gpt2_config, gpt2_tensors
 from minigpt.huggingface.llama import LLAMA_LAYOUT, llama_config, llama_tensors
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizers import Tokenizer
@@ -53,7 +53,7 @@ class Architecture:
 
 
 ARCHITECTURES = (
-    Architecture("GPT2LMHeadModel", GPT2_LAYOUT, config_to_hf, gpt2_tensors),
+    Architecture("GPT2LMHeadModel", GPT2_LAYOUT, gpt2_config, gpt2_tensors),
     Architecture("LlamaForCausalLM", LLAMA_LAYOUT, llama_config, llama_tensors),
 )
 

@@ -1,4 +1,4 @@
-"""GPT-2 in Hugging Face's format, in and out: `config.json`, `model.safetensors`, `tokenizer.json`.
+"""GPT-2 in Hugging Face's format, in and out: its config.json and its weights' names.
 
 minigpt's GPT has GPT-2's layout, so the weights map name for name, with two differences:
 GPT-2 stores its four projections as `Conv1D` (weight shaped (in, out), the transpose of
@@ -7,16 +7,11 @@ GPT-2 stores its four projections as `Conv1D` (weight shaped (in, out), the tran
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 
 from minigpt.errors import MinigptError
 from minigpt.model import GPT, GPTConfig
-from minigpt.tokenizers import PretrainedTokenizer
 
-REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 # GPT-2's layout, as GPTConfig values: what a GPT must have to export as GPT-2.
 GPT2_LAYOUT = {
     "position": "learned",
@@ -34,19 +29,8 @@ ACTIVATION_BY_GELU = {"tanh": "gelu_new", "exact": "gelu"}
 LAYER_NORM_EPSILON = 1e-5  # nn.LayerNorm's default, which minigpt's blocks use
 
 
-def check_gpt2_dir(directory: Path, key: str) -> None:
-    missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
-    if missing:
-        raise MinigptError(
-            f"{key}: {directory} lacks {', '.join(missing)}; a GPT-2 directory needs {', '.join(REQUIRED_FILES)} "
-            "(as written by save_pretrained plus the tokenizer's tokenizer.json)"
-        )
-
-
-def config_from_hf(values: dict, source: str) -> GPTConfig:
+def config_from_gpt2(values: dict, source: str) -> GPTConfig:
     """minigpt's GPTConfig for a GPT-2 `config.json`, refusing settings minigpt's blocks do not have."""
-    if values.get("model_type") != "gpt2":
-        raise MinigptError(f"{source} describes a {values.get('model_type')!r} model; only GPT-2 weights load")
     activation = values.get("activation_function", "gelu_new")
     if activation not in GELU_BY_ACTIVATION:
         raise MinigptError(
@@ -70,7 +54,7 @@ def config_from_hf(values: dict, source: str) -> GPTConfig:
     )
 
 
-def config_to_hf(config: GPTConfig) -> dict:
+def gpt2_config(config: GPTConfig) -> dict:
     return {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
@@ -90,7 +74,7 @@ def config_to_hf(config: GPTConfig) -> dict:
     }
 
 
-def state_dict_from_hf(tensors: dict[str, torch.Tensor], config: GPTConfig, source: str) -> dict[str, torch.Tensor]:
+def state_dict_from_gpt2(tensors: dict[str, torch.Tensor], config: GPTConfig, source: str) -> dict[str, torch.Tensor]:
     """GPT-2 tensors renamed (and Conv1D weights transposed) to minigpt's GPT state dict."""
     state: dict[str, torch.Tensor] = {}
     for name, tensor in tensors.items():
@@ -112,37 +96,6 @@ def state_dict_from_hf(tensors: dict[str, torch.Tensor], config: GPTConfig, sour
         raise MinigptError(f"{source} has weights GPT-2 does not: {', '.join(unexpected[:4])}")
     state["lm_head.weight"] = state["transformer.wte.weight"]
     return state
-
-
-def read_gpt2_config(directory: Path, key: str = "model.init_from") -> GPTConfig:
-    check_gpt2_dir(directory, key)
-    config_path = directory / "config.json"
-    try:
-        return config_from_hf(json.loads(config_path.read_text(encoding="utf-8")), str(config_path))
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise MinigptError(f"{config_path} is not a GPT-2 config.json ({type(error).__name__}: {error})") from None
-
-
-def read_gpt2_dir(
-    directory: Path, key: str = "model.init_from"
-) -> tuple[GPTConfig, dict[str, torch.Tensor], PretrainedTokenizer]:
-    """A GPT-2 directory's config, weights (under minigpt's names) and tokenizer."""
-    from safetensors.torch import load_file
-
-    config = read_gpt2_config(directory, key)
-    weights_path = directory / "model.safetensors"
-    try:
-        tensors = load_file(weights_path)
-    except Exception as error:  # safetensors raises its own SafetensorError for bad headers
-        raise MinigptError(f"{weights_path} is not a readable safetensors file ({error})") from None
-    state = state_dict_from_hf(tensors, config, str(weights_path))
-    tokenizer = PretrainedTokenizer.from_file(directory / "tokenizer.json")
-    if tokenizer.vocab_size > config.vocab_size:
-        raise MinigptError(
-            f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but the model only "
-            f"{config.vocab_size} embedding rows; the files come from different models"
-        )
-    return config, state, tokenizer
 
 
 def gpt2_tensors(model: GPT) -> dict[str, torch.Tensor]:

@@ -1,0 +1,68 @@
+"""A Hugging Face model directory, read: config.json, model.safetensors and tokenizer.json of a
+GPT-2 or a Llama, as minigpt's GPTConfig, state dict and tokenizer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from minigpt.errors import MinigptError
+from minigpt.huggingface.gpt2 import config_from_gpt2, state_dict_from_gpt2
+from minigpt.huggingface.llama import config_from_llama, state_dict_from_llama
+from minigpt.model import GPTConfig
+from minigpt.tokenizers import PretrainedTokenizer
+
+REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+# model_type -> (its config.json as a GPTConfig, its tensors as minigpt's state dict)
+READERS: dict[str, tuple[Callable[..., GPTConfig], Callable[..., dict[str, torch.Tensor]]]] = {
+    "gpt2": (config_from_gpt2, state_dict_from_gpt2),
+    "llama": (config_from_llama, state_dict_from_llama),
+}
+
+
+def check_model_dir(directory: Path, key: str) -> None:
+    missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
+    if missing:
+        raise MinigptError(
+            f"{key}: {directory} lacks {', '.join(missing)}; a model directory needs {', '.join(REQUIRED_FILES)} "
+            "(as written by save_pretrained plus the tokenizer's tokenizer.json)"
+        )
+
+
+def read_model_config(directory: Path, key: str) -> GPTConfig:
+    check_model_dir(directory, key)
+    path = directory / "config.json"
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+        model_type = values.get("model_type")
+        if model_type not in READERS:
+            raise MinigptError(
+                f"{path} describes a {model_type!r} model; minigpt loads {' and '.join(READERS)} weights"
+            )
+        return READERS[model_type][0](values, str(path))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        raise MinigptError(f"{path} is not a model config.json ({type(error).__name__}: {error})") from None
+
+
+def read_model_dir(directory: Path, key: str) -> tuple[GPTConfig, dict[str, torch.Tensor], PretrainedTokenizer]:
+    """A model directory's architecture, weights (under minigpt's names) and tokenizer."""
+    from safetensors.torch import load_file  # only needed here
+
+    config = read_model_config(directory, key)
+    weights_path = directory / "model.safetensors"
+    try:
+        tensors = load_file(weights_path)
+    except Exception as error:  # safetensors raises its own SafetensorError for bad headers
+        raise MinigptError(f"{weights_path} is not a readable safetensors file ({error})") from None
+    model_type = json.loads((directory / "config.json").read_text(encoding="utf-8"))["model_type"]
+    state = READERS[model_type][1](tensors, config, str(weights_path))
+    tokenizer = PretrainedTokenizer.from_file(directory / "tokenizer.json")
+    if tokenizer.vocab_size > config.vocab_size:
+        raise MinigptError(
+            f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but the model only "
+            f"{config.vocab_size} embedding rows; the files come from different models"
+        )
+    return config, state, tokenizer
