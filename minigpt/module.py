@@ -43,6 +43,18 @@ class LanguageModel(LightningModule):
         dropout: Dropout probability in training.
         bias: Biases in linear layers and LayerNorms.
         gelu: "exact" (erf) or "tanh" (GPT-2's approximation; the gpt2 presets use it).
+        position: "learned" position embeddings (GPT-2) or "rope" (rotary, no table).
+        rope_base: Base of the rotary frequencies.
+        norm: "layernorm" (GPT-2) or "rmsnorm".
+        qk_norm: RMS-normalise each head's queries and keys before attention.
+        mlp: "gelu" (GPT-2), "relu2" (relu squared) or "swiglu" (gated, three matrices).
+        mlp_ratio: MLP width over n_embd (4 for GPT-2; swiglu keeps the parameter count of that
+            width with 2/3 of it).
+        tie_embeddings: The head is the token embedding's transpose (GPT-2), or a matrix of its own.
+        zero_init_proj: Start the projections into the residual stream (and an untied head) at zero.
+        logit_softcap: > 0 squashes logits into (-cap, cap) with tanh; 0 is off.
+        (Unset options come from the preset, then from GPTConfig: GPT-2's layout. See
+        configs/pretrain-small-modern.yaml and benchmarks/README.md for what each buys.)
         init_from: Start from these weights and this tokenizer: a minigpt .ckpt, a Hugging Face
             GPT-2 directory (config.json, model.safetensors, tokenizer.json) or a hub name such as
             gpt2. The architecture comes from it; a fine-tune config sets it through
@@ -74,6 +86,15 @@ class LanguageModel(LightningModule):
         dropout: float | None = None,
         bias: bool | None = None,
         gelu: Literal["exact", "tanh"] | None = None,
+        position: Literal["learned", "rope"] | None = None,
+        rope_base: float | None = None,
+        norm: Literal["layernorm", "rmsnorm"] | None = None,
+        qk_norm: bool | None = None,
+        mlp: Literal["gelu", "relu2", "swiglu"] | None = None,
+        mlp_ratio: float | None = None,
+        tie_embeddings: bool | None = None,
+        zero_init_proj: bool | None = None,
+        logit_softcap: float | None = None,
         init_from: str | None = None,
         optimizer: str = "adamw",
         learning_rate: float = 1e-3,
@@ -133,7 +154,7 @@ class LanguageModel(LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        groups = self.optimizer_groups(self.model)
+        groups = self.optimizer_groups()
         optimizer = build_optimizer(groups, hp.optimizer, tuple(hp.betas))
         decay_steps = hp.lr_decay_steps or self.trainer.max_steps
         if decay_steps is None or decay_steps <= 0:
