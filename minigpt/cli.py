@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -34,6 +34,7 @@ from minigpt.generation import Sampling
 from minigpt.hf_gpt2 import REQUIRED_FILES, export_gpt2
 from minigpt.module import LanguageModel
 from minigpt.pretrained import check_source
+from minigpt.sweep.command import run_sweep
 from minigpt.tokenizer_commands import run_tokenizer
 
 
@@ -149,8 +150,12 @@ def check_writable(folder: Path, key: str) -> None:
         ) from None
 
 
-def run_lightning_cli(args: Sequence[str] | None) -> None:
-    """LightningCLI over `args`, or over sys.argv when None (it refuses to be given both)."""
+def run_lightning_cli(args: Sequence[str] | None, *, extra_callbacks: Sequence[Callback] | None = None) -> LightningCLI:
+    """LightningCLI over `args`, or over sys.argv when None (it refuses to be given both).
+
+    `extra_callbacks` join the trainer's callbacks without appearing in the saved config (the
+    sweep's pruning callback). Returns the CLI, whose `trainer` holds the finished run.
+    """
     # Batches are built in-process by design (a numpy gather per step); more workers only add IPC.
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     # Lightning 2.6 on torch 2.13 warns about its own pytree use on every run.
@@ -161,9 +166,11 @@ def run_lightning_cli(args: Sequence[str] | None) -> None:
         # Any data module with `vocab_size` and `block_size`: text windows or instruction records.
         LightningDataModule,
         subclass_mode_data=True,
-        trainer_defaults={"callbacks": [ThroughputLogger(), interrupt]},
+        trainer_defaults={"callbacks": [ThroughputLogger(), interrupt, *(extra_callbacks or [])]},
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"description": "Train small GPTs. Also: minigpt generate | chat | tokenizer | export --help"},
+        parser_kwargs={
+            "description": "Train small GPTs. Also: minigpt generate | chat | tokenizer | export | sweep --help"
+        },
         args=None if args is None else list(args),
     )
     if interrupt.signal is not None:
@@ -176,6 +183,7 @@ def run_lightning_cli(args: Sequence[str] | None) -> None:
                 file=sys.stderr,
             )
         sys.exit(128 + interrupt.signal)
+    return cli
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, max_new_tokens: int, temperature: float) -> None:
@@ -326,7 +334,13 @@ def run_export(args: Sequence[str]) -> None:
     print(f"wrote {out}/ ({', '.join(REQUIRED_FILES)})")
 
 
-COMMANDS = {"generate": run_generate, "chat": run_chat, "tokenizer": run_tokenizer, "export": run_export}
+COMMANDS = {
+    "generate": run_generate,
+    "chat": run_chat,
+    "tokenizer": run_tokenizer,
+    "export": run_export,
+    "sweep": run_sweep,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
