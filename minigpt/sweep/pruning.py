@@ -29,11 +29,13 @@ class PruningCallback(Callback):
         self.steps = 0
         self.started = False  # fit began: an error from here on is the trial's, not its config's
         self.fit_seconds = 0.0
+        self.log_dir: str | None = None  # the run's folder: config.yaml, checkpoints, TensorBoard
         self._fit_start: float | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         self.started = True
         self._fit_start = time.perf_counter()
+        self.log_dir = trainer.log_dir
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self._fit_start is not None:

@@ -92,10 +92,9 @@ def make_pruner(spec: SweepSpec, base: BaseConfig) -> optuna.pruners.BasePruner:
 
 @dataclass
 class Progress:
-    """Prints one line per trial and keeps this process's timings."""
+    """One line per trial on stderr."""
 
     spec: SweepSpec
-    stream: Any = sys.stderr
 
     def line(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, seconds: float) -> str:
         params = " ".join(f"{key}={format_value(value)}" for key, value in trial.params.items())
@@ -117,7 +116,7 @@ class Progress:
         return f"{head} -> {outcome}, {seconds:.0f} s"
 
     def show(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, seconds: float) -> None:
-        print(self.line(study, trial, seconds), file=self.stream, flush=True)
+        print(self.line(study, trial, seconds), file=sys.stderr, flush=True)
 
 
 def suggest(trial: optuna.Trial, param: Param) -> Any:
@@ -220,7 +219,7 @@ class Sweep:
         try:
             try:
                 with quiet_lightning():
-                    cli = run_fit(self.trial_args(params, folder), callback)
+                    run_fit(self.trial_args(params, folder), callback)
             finally:
                 restore_sigint()
         except KeyboardInterrupt:
@@ -240,7 +239,7 @@ class Sweep:
             self._fail(trial, callback, started, one_line(error))
         finally:
             free_memory()
-        self._record(trial, callback, started, cli)
+        self._record(trial, callback, started)
         if callback.pruned_at is not None:
             raise optuna.TrialPruned(f"pruned at step {callback.pruned_at}")
         if callback.last_value is None:
@@ -249,13 +248,13 @@ class Sweep:
             self._fail(trial, callback, started, f"{self.spec.objective} is {callback.last_value}")
         return callback.last_value
 
-    def _record(self, trial: optuna.Trial, callback: PruningCallback, started: float, cli: Any = None) -> None:
+    def _record(self, trial: optuna.Trial, callback: PruningCallback, started: float) -> None:
         trial.set_user_attr("steps", callback.steps)
         trial.set_user_attr("fit_s", round(callback.fit_seconds, 3))
         trial.set_user_attr("trial_s", round(time.perf_counter() - started, 3))
         trial.set_user_attr("max_steps", self.base.max_steps)
-        if cli is not None and cli.trainer.log_dir:
-            trial.set_user_attr("log_dir", str(Path(cli.trainer.log_dir).resolve()))
+        if callback.log_dir:
+            trial.set_user_attr("log_dir", str(Path(callback.log_dir).resolve()))
 
     def _fail(self, trial: optuna.Trial, callback: PruningCallback, started: float, reason: str) -> None:
         self._record(trial, callback, started)
@@ -263,7 +262,7 @@ class Sweep:
         raise TrialFailed(reason)
 
     def _stopped(self, trial: optuna.Trial, status: int) -> None:
-        retry_trial(self.study, self.study._storage.get_trial(trial._trial_id))
+        retry_trial(self.study, trial)
         raise SweepStopped(status)
 
 

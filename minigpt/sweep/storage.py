@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ JOURNAL_PREFIX = "journal:"
 # every time (say, the kernel's out-of-memory killer) is given up on after this many tries.
 MAX_RETRIES = 2
 SPACE_ATTR = "minigpt_search_space"
+CREATE_ATTEMPTS = 5
 OBJECTIVE_ATTR = "minigpt_objective"
 
 
@@ -68,12 +70,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def retry_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+def retry_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial | optuna.Trial) -> None:
     """Queue a trial that did not finish to run again, with its parameters."""
     history = [*trial.user_attrs.get("retry_history", []), trial.number]
     if not trial.params or len(history) > MAX_RETRIES:
         return  # no parameters yet: a fresh trial replaces it just as well
     study.enqueue_trial(trial.params, user_attrs={"retry_history": history})
+
+
+def _creation_race(error: Exception) -> bool:
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    if isinstance(error, IntegrityError):
+        return True
+    return isinstance(error, OperationalError) and any(
+        phrase in str(error) for phrase in ("already exists", "database is locked")
+    )
 
 
 def open_storage(spec: SweepSpec, *, create: bool) -> Any:
@@ -97,15 +109,24 @@ def open_storage(spec: SweepSpec, *, create: bool) -> Any:
         if stale_keyword not in inspect.signature(optuna.storages.RDBStorage).parameters:
             stale_keyword = "failed_trial_callback"  # Optuna before 4.9
         engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=spec.heartbeat_interval,
-                grace_period=spec.grace_period,
-                **{stale_keyword: retry_trial},
-            )
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=spec.heartbeat_interval,
+                        grace_period=spec.grace_period,
+                        **{stale_keyword: retry_trial},
+                    )
+            except Exception as error:
+                # Workers started together on a new database all create its tables; the losers
+                # find them half made. A moment later they are complete.
+                if attempt + 1 == CREATE_ATTEMPTS or not _creation_race(error):
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
     except MinigptError:
         raise
     except Exception as error:  # SQLAlchemy, a missing driver, an unreachable server, a bad URL
@@ -146,9 +167,10 @@ def open_study(spec: SweepSpec, storage: Any, *, create: bool, sampler: Any = No
             direction="minimize",
             load_if_exists=True,
         )
-        if SPACE_ATTR not in study.user_attrs:
-            study.set_user_attr(SPACE_ATTR, spec.space())
-            study.set_user_attr(OBJECTIVE_ATTR, spec.objective)
+    if create and SPACE_ATTR not in study.user_attrs and not study.get_trials(deepcopy=False):
+        # New (here, or by a worker started at the same moment that has not labelled it yet).
+        study.set_user_attr(OBJECTIVE_ATTR, spec.objective)
+        study.set_user_attr(SPACE_ATTR, spec.space())
     check_same_study(spec, study)
     return study
 
