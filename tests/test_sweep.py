@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -231,6 +232,31 @@ def test_trial_left_running_by_a_dead_worker_is_failed_and_retried(
         [retry] = [t for t in trials if t.user_attrs.get("retry_history") == [number]]
         assert retry.state == TrialState.COMPLETE and retry.params == trials[number].params
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3  # the failed ones do not count
+
+
+def test_ctrl_c_stops_the_sweep_and_the_rerun_runs_the_trial_again(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, n_trials=2, fixed={"trainer.max_steps": 400})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "minigpt", "sweep", "--config", str(path)]
+    worker = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "sweeps" / "tiny" / "study.db"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the first trial has validated once: it is training
+        time.sleep(0.2)
+        if db.exists() and any(t.intermediate_values for t in study(tmp_path).trials):
+            break
+    worker.send_signal(signal.SIGINT)
+    _, err = worker.communicate(timeout=120)
+    assert worker.returncode == 130, err[-2000:]
+    assert "rerun the same command to resume" in err
+    [stopped, queued] = study(tmp_path).trials
+    assert stopped.state == TrialState.FAIL and "fail_reason" not in stopped.user_attrs
+    assert (Path(stopped.user_attrs["log_dir"]) / "checkpoints" / "last.ckpt").is_file()
+    assert queued.state == TrialState.WAITING and queued.user_attrs["retry_history"] == [stopped.number]
+    sweep(path)
+    trials = study(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[1].params == stopped.params
 
 
 def test_two_processes_share_one_study_without_duplicate_work(tmp_path: Path) -> None:

@@ -229,7 +229,11 @@ def write_plots(spec: SweepSpec, study: optuna.Study) -> None:
                 axes = make()
             except (ValueError, RuntimeError, KeyError):  # too few trials for this plot yet
                 continue
-        figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+        axis = axes.flat[0] if hasattr(axes, "flat") else axes
+        legend = axis.get_legend()
+        if name == "intermediate.png" and legend is not None and len(study.trials) > 10:
+            legend.remove()  # a line per trial: past ten, the legend would crowd out the plot
+        figure = axis.figure
         figure.set_size_inches(8, 4.5)
         figure.tight_layout()
         write_atomic(spec.output / name, lambda temporary, figure=figure: figure.savefig(temporary, dpi=90))

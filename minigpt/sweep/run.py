@@ -223,10 +223,10 @@ class Sweep:
             finally:
                 restore_sigint()
         except KeyboardInterrupt:
-            self._stopped(trial, 128 + signal.SIGINT)
+            self._stopped(trial, callback, started, 128 + signal.SIGINT)
         except SystemExit as exit:
             if exit.code in STOPPED_FIT:
-                self._stopped(trial, 128 + signal.SIGINT if exit.code == 1 else int(exit.code))
+                self._stopped(trial, callback, started, 128 + signal.SIGINT if exit.code == 1 else int(exit.code))
             self._fail(trial, callback, started, f"the fit exited with status {exit.code}")
         except MinigptError as error:
             if not callback.started:
@@ -261,7 +261,8 @@ class Sweep:
         trial.set_user_attr("fail_reason", reason)
         raise TrialFailed(reason)
 
-    def _stopped(self, trial: optuna.Trial, status: int) -> None:
+    def _stopped(self, trial: optuna.Trial, callback: PruningCallback, started: float, status: int) -> None:
+        self._record(trial, callback, started)
         retry_trial(self.study, trial)
         raise SweepStopped(status)
 
