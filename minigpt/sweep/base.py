@@ -187,13 +187,16 @@ def check_model_space(spec: SweepSpec, config: dict[str, Any]) -> None:
         total *= len(values)
     if total > MAX_COMBINATIONS:
         return
+    searched = [f"model.{name}" for name in MODEL_KEYS if f"model.{name}" in spec.search]
     first_problem = None
+    mentioned: set[str] = set()  # the keys the problems are about (n_embd and n_head, say)
     for combination in itertools.product(*options.values()):
         problem = model_problem(dict(zip(options, combination, strict=True)))
         if problem is None:
             return
         first_problem = first_problem or problem
-    searched = [f"model.{name}" for name in MODEL_KEYS if f"model.{name}" in spec.search]
+        mentioned.update(key for key in searched if f"{key} " in problem)
+    searched = [key for key in searched if key in mentioned] or searched
     if not searched:
         raise MinigptError(
             f"{spec.path}: fixed: the base config with its fixed keys gives no valid model ({first_problem})"
