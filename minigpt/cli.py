@@ -33,6 +33,7 @@ COMMANDS = {
     "chat": Command("minigpt.commands.generate", "answer prompts read from stdin, one per line"),
     "export": Command("minigpt.commands.export", "write a checkpoint as a Hugging Face model directory"),
     "tokenizer": Command("minigpt.commands.tokenizer", "train a tokenizer, or compare tokenizers on a corpus"),
+    "sweep": Command("minigpt.commands.sweep", "search fit settings with Optuna: pruned, resumable, shared by workers"),
 }
 
 

@@ -11,7 +11,8 @@ from conftest import REPO, tiny_fit_args
 
 from minigpt.cli import main
 
-CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+# Fit configs; sweep-*.yaml are sweep files (tests/test_sweep.py reads them).
+CONFIGS = sorted(path for path in (REPO / "configs").glob("*.yaml") if not path.name.startswith("sweep-"))
 # Tests run in a temporary folder: a subprocess must be pointed at this checkout's package.
 CHECKOUT_ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 

@@ -27,7 +27,7 @@ LAYERS = [
     ["pretrained"],
     ["data"],
     ["module", "callbacks", "progress", "freezing", "evaluation", "strategies", "atomic_io"],
-    ["commands", "cli", "__main__"],
+    ["commands", "sweep", "cli", "__main__"],
 ]
 # A command imports what it runs inside `run`, so that its parser and --help load at once.
 IMPORTS_INSIDE_FUNCTIONS_ALLOWED = ("commands",)

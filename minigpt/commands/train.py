@@ -216,6 +216,12 @@ def one_line_parse_error(message: str, subcommand: str, parser: LightningArgumen
     if match := re.search(r'Parser key "([^"]+)":', message):
         key = match.group(1)
         given = re.search(r"Given value: (.+)", message)
+        nested = given and re.match(r"NestedArg\(key='([^']+)'", given.group(1))
+        if nested and key == "data":
+            return (
+                f"--data: no option {nested.group(1)!r} in the data module or its tokenizer; "
+                "`minigpt fit --data.help CLASS` lists them"
+            )
         if given and key == "data":
             return f"--data: {given.group(1).strip()} is not a data module; choose one of {', '.join(DATA_MODULES)}"
         if given:
@@ -272,17 +278,15 @@ def find_cause(error: BaseException, kind: type[BaseException]) -> BaseException
     return error
 
 
-def check_writable(folder: Path, key: str) -> None:
-    """Fail before training, not at the first checkpoint, when logs cannot be written."""
+def check_writable(folder: Path, key: str, fix: str = "pass a writable folder with --trainer.default_root_dir") -> None:
+    """Create `folder`, and fail before any training, not at the first checkpoint, when it cannot
+    be written."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise MinigptError(
-            f"{key}: cannot write run output to {folder} ({error.strerror or error}); "
-            "pass a writable folder with --trainer.default_root_dir"
-        ) from None
+        raise MinigptError(f"{key}: cannot write run output to {folder} ({error.strerror or error}); {fix}") from None
 
 
 def run_lightning_cli(args: Sequence[str], *, extra_callbacks: Sequence[Callback] = ()) -> LightningCLI:
