@@ -289,8 +289,14 @@ def check_writable(folder: Path, key: str, fix: str = "pass a writable folder wi
         raise MinigptError(f"{key}: cannot write run output to {folder} ({error.strerror or error}); {fix}") from None
 
 
-def run_lightning_cli(args: Sequence[str], *, extra_callbacks: Sequence[Callback] = ()) -> LightningCLI:
-    """LightningCLI over `args` (`fit --config ...`), with minigpt's callbacks and `extra_callbacks`."""
+def run_lightning_cli(
+    args: Sequence[str], *, extra_callbacks: Sequence[Callback] = (), resume_hint: bool = True
+) -> LightningCLI:
+    """LightningCLI over `args` (`fit --config ...`), with minigpt's callbacks and `extra_callbacks`.
+
+    A run stopped by a signal says where its checkpoint is, and (with `resume_hint`) the command
+    that resumes it; a caller with its own way to resume (a sweep) turns that off.
+    """
     # Batches are built in-process by design (a numpy gather per step); more workers only add IPC.
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     # minigpt hands LightningCLI its own command line (the words after `minigpt`) as `args`.
@@ -335,13 +341,14 @@ def run_lightning_cli(args: Sequence[str], *, extra_callbacks: Sequence[Callback
     )
     if interrupt.signal is not None:
         if interrupt.checkpoint_path is not None and cli.trainer.is_global_zero:
-            resume = " ".join(args)
             print(
                 f"minigpt: stopped by {interrupt.signal.name} at step {cli.trainer.global_step}; "
-                f"checkpoint saved to {interrupt.checkpoint_path}\n"
-                f"minigpt: resume with: minigpt {resume} --ckpt_path {interrupt.checkpoint_path}",
+                f"checkpoint saved to {interrupt.checkpoint_path}",
                 file=sys.stderr,
             )
+            if resume_hint:
+                resume = f"minigpt {' '.join(args)} --ckpt_path {interrupt.checkpoint_path}"
+                print(f"minigpt: resume with: {resume}", file=sys.stderr)
         sys.exit(128 + interrupt.signal)
     return cli
 

@@ -273,7 +273,7 @@ def run_fit(args: list[str], callback: PruningCallback) -> Any:
     with warnings.catch_warnings():
         # Trials pass their own args while sys.argv holds the sweep's, on purpose.
         warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
-        return run_lightning_cli(args, extra_callbacks=[callback])
+        return run_lightning_cli(args, extra_callbacks=[callback], resume_hint=False)
 
 
 def restore_sigint() -> None:
