@@ -242,8 +242,11 @@ def test_ctrl_c_stops_the_sweep_and_the_rerun_runs_the_trial_again(tmp_path: Pat
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # until the first trial has validated once: it is training
         time.sleep(0.2)
-        if db.exists() and any(t.intermediate_values for t in study(tmp_path).trials):
-            break
+        try:
+            if db.exists() and any(t.intermediate_values for t in study(tmp_path).trials):
+                break
+        except KeyError:  # the database file exists before the study's record does
+            continue
     worker.send_signal(signal.SIGINT)
     _, err = worker.communicate(timeout=120)
     assert worker.returncode == 130, err[-2000:]
