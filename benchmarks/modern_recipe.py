@@ -10,8 +10,9 @@ target: the time each run takes to reach validation loss 1.886 (nanoGPT's CPU re
     loss): pretrain-small with nanoGPT's learning rate (1e-3 to 1e-4) against the modern recipe,
     validating every 100 steps on the full split; the time is the validation's log time since
     the process started, validation time included.
-ablate: the modern recipe with each of its options set back to GPT-2's, one at a time: final
-    validation loss and ms/step (the median of train/tokens_per_sec turned into step time).
+ablate: the modern recipe with each of its options set back to GPT-2's, one at a time (and the
+    one option left out of it added): final validation loss and ms/step (the median of
+    train/tokens_per_sec turned into step time).
 
 Runs land in benchmarks/out/modern_recipe/.
 """
@@ -38,9 +39,11 @@ ABLATIONS = {
     "learned positions instead of rotary": ["--model.position=learned"],
     "LayerNorm instead of RMSNorm": ["--model.norm=layernorm"],
     "no QK-norm": ["--model.qk_norm=false"],
-    "GELU MLP instead of ReLU²": ["--model.mlp=gelu"],
+    "GELU MLP instead of SwiGLU": ["--model.mlp=gelu"],
+    "ReLU² MLP instead of SwiGLU": ["--model.mlp=relu2"],
     "tied head": ["--model.tie_embeddings=true"],
     "no zero-init projections": ["--model.zero_init_proj=false"],
+    "with logit soft-cap 15 (not in the recipe)": ["--model.logit_softcap=15"],
 }
 
 

@@ -18,6 +18,8 @@ GELU_APPROXIMATION = {"exact": "none", "tanh": "tanh"}
 POSITIONS = ("learned", "rope")
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "relu2", "swiglu")
+# nn.LayerNorm's default, and what Llama and Qwen3 write as rms_norm_eps: RMSNorm and QK-norm use it.
+RMS_NORM_EPSILON = 1e-5
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ class KVCache:
 
 def make_norm(config: GPTConfig) -> nn.Module:
     if config.norm == "rmsnorm":
-        return nn.RMSNorm(config.n_embd, eps=1e-5)
+        return nn.RMSNorm(config.n_embd, eps=RMS_NORM_EPSILON)
     return nn.LayerNorm(config.n_embd, bias=config.bias)
 
 
@@ -215,7 +217,7 @@ class CausalSelfAttention(nn.Module):
             # Queries and keys together: one kernel for both, as small tensors make launches the cost.
             qk = qkv[:, :, :2]
             if self.qk_norm:
-                qk = F.rms_norm(qk, (qk.size(-1),))
+                qk = F.rms_norm(qk, (qk.size(-1),), eps=RMS_NORM_EPSILON)
             if rotary is not None:
                 # Keys are cached already turned, so the positions must be the absolute ones.
                 qk = rotate(qk, *rotary)

@@ -116,17 +116,24 @@ def test_pipeline_greedy_text_equals_minigpt_generate(
     [
         {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu", "tie_embeddings": False, "bias": False},
         {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu", "rope_base": 500.0},
+        {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu", "qk_norm": True, "bias": False},
         {"mlp_ratio": 2.0, "bias": False},
     ],
-    ids=["llama-untied", "llama-tied-with-biases", "gpt2-narrow-mlp"],
+    ids=["llama-untied", "llama-tied-with-biases", "qwen3-qk-norm", "gpt2-narrow-mlp"],
 )
 def test_every_exportable_layout_loads_in_transformers_with_the_same_logits(options: dict, tmp_path: Path) -> None:
     torch.manual_seed(0)
     tokenizer = CharTokenizer.from_text(TEXT)
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=32, **options))
+    with torch.no_grad():  # biases and gains start at 0 and 1: move them, so that a lost one shows
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
     export_model(model.eval(), tokenizer, tmp_path)
     theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
-    expected = "LlamaForCausalLM" if options.get("position") == "rope" else "GPT2LMHeadModel"
+    if options.get("position") != "rope":
+        expected = "GPT2LMHeadModel"
+    else:
+        expected = "Qwen3ForCausalLM" if options.get("qk_norm") else "LlamaForCausalLM"
     assert type(theirs).__name__ == expected
     ids = torch.randint(0, tokenizer.vocab_size, (2, 32), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -140,7 +147,8 @@ def test_a_model_no_hugging_face_architecture_has_is_refused_naming_the_option(
 
     modern = {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu"}
     for options, named in (
-        ({**modern, "qk_norm": True}, "model.qk_norm: True"),
+        ({**modern, "logit_softcap": 15.0}, "model.logit_softcap: 15.0"),
+        ({**modern, "qk_norm": True, "mlp": "relu2"}, "model.mlp: relu2"),
         ({"mlp": "relu2"}, "model.mlp: relu2"),
     ):
         model = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=1, n_embd=8, **options))

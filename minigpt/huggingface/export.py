@@ -21,7 +21,14 @@ from torch import nn
 
 from minigpt.errors import MinigptError
 from minigpt.huggingface.gpt2 import GPT2_LAYOUT, gpt2_config, gpt2_tensors
-from minigpt.huggingface.llama import LLAMA_LAYOUT, llama_config, llama_tensors
+from minigpt.huggingface.llama import (
+    LLAMA_LAYOUT,
+    QWEN3_LAYOUT,
+    llama_config,
+    llama_tensors,
+    qwen3_config,
+    qwen3_tensors,
+)
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizers import Tokenizer
 
@@ -55,6 +62,7 @@ class Architecture:
 ARCHITECTURES = (
     Architecture("GPT2LMHeadModel", GPT2_LAYOUT, gpt2_config, gpt2_tensors),
     Architecture("LlamaForCausalLM", LLAMA_LAYOUT, llama_config, llama_tensors),
+    Architecture("Qwen3ForCausalLM", QWEN3_LAYOUT, qwen3_config, qwen3_tensors),
 )
 
 
@@ -67,7 +75,7 @@ def architecture_for(config: GPTConfig) -> Architecture:
     raise MinigptError(
         f"no Hugging Face architecture has this model's {', '.join(nearest.differences(config))} "
         f"({nearest.name} is the nearest); export writes GPT-2's layout (learned positions, layernorm, gelu, "
-        "tied head) or Llama's (rope, rmsnorm, swiglu), without qk_norm or logit_softcap"
+        "tied head), Llama's (rope, rmsnorm, swiglu) or Qwen3's (Llama's with qk_norm), without logit_softcap"
     )
 
 

@@ -1,6 +1,8 @@
 """Llama in Hugging Face's format, in and out: a GPT with rotary positions, RMSNorm and a SwiGLU
 MLP has Llama's layout, so `LlamaForCausalLM.from_pretrained` reads it with the same logits, and
-a Llama directory loads as such a GPT.
+a Llama directory loads as such a GPT. With QK-norm as well it has Qwen3's layout (Llama's plus
+an RMSNorm of each head's queries and keys before the rotation), and exports as
+`Qwen3ForCausalLM`; minigpt's QK-norm has no gains, so Qwen3's are written as ones.
 
 minigpt fuses what Llama keeps apart (queries, keys and values in `c_attn`; SwiGLU's gate and up
 projections in `c_fc`); the export splits them. Both turn channel pairs (first half, second
@@ -14,11 +16,12 @@ from typing import Any
 import torch
 
 from minigpt.errors import MinigptError
-from minigpt.model import GPT, GPTConfig
+from minigpt.model import GPT, RMS_NORM_EPSILON, GPTConfig
 
 # Llama's layout, as GPTConfig values: what a GPT must have to export as Llama.
 LLAMA_LAYOUT = {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu", "qk_norm": False, "logit_softcap": 0.0}
-RMS_NORM_EPSILON = 1e-5  # nn.RMSNorm's, which minigpt's rmsnorm blocks use
+# Qwen3's MLP has no biases.
+QWEN3_LAYOUT = {**LLAMA_LAYOUT, "qk_norm": True, "bias": False}
 
 
 def llama_config(config: GPTConfig) -> dict[str, Any]:
@@ -71,6 +74,20 @@ def llama_tensors(model: GPT) -> dict[str, torch.Tensor]:
                 f"{theirs}mlp.down_proj.{suffix}": state[f"{ours}mlp.c_proj.{suffix}"],
             }
     return {name: tensor.contiguous().clone() for name, tensor in tensors.items()}
+
+
+def qwen3_config(config: GPTConfig) -> dict[str, Any]:
+    return {**llama_config(config), "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3"}
+
+
+def qwen3_tensors(model: GPT) -> dict[str, torch.Tensor]:
+    """`model`'s weights under Qwen3ForCausalLM's names: Llama's, and unit QK-norm gains."""
+    tensors = llama_tensors(model)
+    unit = torch.ones(model.config.n_embd // model.config.n_head)
+    for index in range(model.config.n_layer):
+        for name in ("q_norm", "k_norm"):
+            tensors[f"model.layers.{index}.self_attn.{name}.weight"] = unit.clone()
+    return tensors
 
 
 def config_from_llama(values: dict[str, Any], source: str) -> GPTConfig:
