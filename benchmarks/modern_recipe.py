@@ -83,22 +83,29 @@ def compare(repeats: int) -> None:
     print(f"wall time ratio modern / small: {walls['pretrain-small-modern'] / walls['pretrain-small']:.2f}")
 
 
-def time_to_target(name: str, config: Path, extra: list[str]) -> tuple[float | None, int | None]:
+def time_to_target(name: str, config: Path, extra: list[str]) -> tuple[float, bool]:
+    """Seconds from the start to the first validation at or under TARGET (reached: True), or to
+    the last validation of a run that never got there (reached: False)."""
     version, _, started_at = fit(f"target/{name}", config, ["--trainer.val_check_interval=100", *extra])
-    for event in scalars(version, "val/loss"):
+    validations = scalars(version, "val/loss")
+    for event in validations:
         if event.value <= TARGET:
-            return event.wall_time - started_at, event.step + 1
-    return None, None
+            print(f"{name}: val {event.value:.4f} <= {TARGET} at step {event.step + 1}", flush=True)
+            return event.wall_time - started_at, True
+    last = validations[-1]
+    print(f"{name}: never <= {TARGET}; last val {last.value:.4f} at step {last.step + 1}", flush=True)
+    return last.wall_time - started_at, False
 
 
 def target() -> None:
     nanogpt_lr = ["--model.learning_rate=1e-3", "--model.min_lr=1e-4"]
-    baseline = time_to_target("pretrain-small-lr1e-3", BASELINE, nanogpt_lr)
-    modern = time_to_target("pretrain-small-modern", MODERN, [])
-    for name, (seconds, step) in (("pretrain-small, lr 1e-3", baseline), ("pretrain-small-modern", modern)):
-        print(f"{name}: val <= {TARGET} at step {step}, {seconds and round(seconds, 1)} s after start")
-    if baseline[0] and modern[0]:
-        print(f"time to {TARGET}: modern / baseline = {modern[0] / baseline[0]:.2f}")
+    baseline, baseline_reached = time_to_target("pretrain-small-lr1e-3", BASELINE, nanogpt_lr)
+    modern, modern_reached = time_to_target("pretrain-small-modern", MODERN, [])
+    print(f"pretrain-small, lr 1e-3: {baseline:.1f} s after start{'' if baseline_reached else ' (its end)'}")
+    print(f"pretrain-small-modern: {modern:.1f} s after start{'' if modern_reached else ' (its end)'}")
+    if modern_reached:
+        bound = "" if baseline_reached else "< "
+        print(f"time to {TARGET}: modern / baseline {bound}{modern / baseline:.2f}")
 
 
 def ablate() -> None:

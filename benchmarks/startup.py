@@ -12,7 +12,6 @@ alone are timed beside them as the floors they are compared with.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -23,20 +22,30 @@ REPO = Path(__file__).resolve().parents[1]
 PROMPT = "ROMEO:"
 
 
-def environment(checkout: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(checkout)}
+def minigpt_command(checkout: Path) -> list[str]:
+    """How to start `minigpt` from `checkout`'s source tree."""
+    if checkout == REPO:
+        return [sys.executable, "-m", "minigpt"]
+    # This environment's editable install finds REPO's package through an import hook that comes
+    # before sys.path: drop the hook, so that the other checkout is the one imported.
+    boot = (
+        "import runpy, sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]; "
+        f"sys.path.insert(0, {str(checkout)!r}); sys.argv[0] = 'minigpt'; "
+        "runpy.run_module('minigpt', run_name='__main__', alter_sys=True)"
+    )
+    return [sys.executable, "-c", boot]
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
+def timed(command: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return time.perf_counter() - start
 
 
-def first_token(command: list[str], env: dict[str, str]) -> float:
+def first_token(command: list[str]) -> float:
     """Seconds until the process has written one character past the echoed prompt."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert process.stdout is not None
     seen = b""
     while len(seen.decode("utf-8", errors="ignore")) <= len(PROMPT):
@@ -51,16 +60,17 @@ def first_token(command: list[str], env: dict[str, str]) -> float:
 
 
 def checkpoint_for(checkout: Path, given: str | None) -> Path:
+    """A pretrain-small checkpoint written by `checkout`'s own code (its format is that version's)."""
     if given:
         return Path(given)
-    root = REPO / "benchmarks" / "out" / "startup"
+    root = REPO / "benchmarks" / "out" / "startup" / checkout.name
     last = root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     if not last.is_file():
         # pretrain-small's network; the weights' quality does not change how fast they load.
         subprocess.run(
-            [sys.executable, "-m", "minigpt", "fit", f"--config={REPO / 'configs' / 'pretrain-small.yaml'}",
+            [*minigpt_command(checkout), "fit", f"--config={checkout / 'configs' / 'pretrain-small.yaml'}",
              "--trainer.max_steps=20", "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={root}"],
-            env=environment(REPO), check=True,
+            check=True,
         )  # fmt: skip
     return last
 
@@ -72,16 +82,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     options = parser.parse_args()
     checkout = Path(options.checkout).resolve()
-    env = environment(checkout)
     checkpoint = checkpoint_for(checkout, options.ckpt_path)
-    minigpt = [sys.executable, "-m", "minigpt"]
+    minigpt = minigpt_command(checkout)
     commands = {
-        "python -c 'import torch'": lambda: timed([sys.executable, "-c", "import torch"], env),
-        "python -c 'import lightning'": lambda: timed([sys.executable, "-c", "import lightning"], env),
-        "minigpt --help": lambda: timed([*minigpt, "--help"], env),
-        "minigpt generate --help": lambda: timed([*minigpt, "generate", "--help"], env),
+        "python -c 'import torch'": lambda: timed([sys.executable, "-c", "import torch"]),
+        "python -c 'import lightning'": lambda: timed([sys.executable, "-c", "import lightning"]),
+        "minigpt --help": lambda: timed([*minigpt, "--help"]),
+        "minigpt generate --help": lambda: timed([*minigpt, "generate", "--help"]),
         "minigpt generate: first token": lambda: first_token(
-            [*minigpt, "generate", f"--ckpt_path={checkpoint}", f"--prompt={PROMPT}", "--max_new_tokens=200"], env
+            [*minigpt, "generate", f"--ckpt_path={checkpoint}", f"--prompt={PROMPT}", "--max_new_tokens=200"]
         ),
     }
     times: dict[str, list[float]] = {name: [] for name in commands}

@@ -82,8 +82,8 @@ class HuggingFaceTokenizer(Tokenizer):
         return self.encode_batch([text])[0]
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        # The fast variant skips character offsets, which minigpt never reads: the same ids,
-        # ~40% sooner on a 256 KiB chunk (benchmarks/README.md, "Tokenizing a corpus").
+        # The fast variant skips the character offsets, which minigpt never reads: the same ids,
+        # sooner (benchmarks/README.md, "Tokenizing a corpus against the library").
         return [encoding.ids for encoding in self.backend.encode_batch_fast(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int]) -> str:
