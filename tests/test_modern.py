@@ -22,6 +22,7 @@ MODERN = {
     "model.mlp": "swiglu",
     "model.tie_embeddings": "false",
     "model.zero_init_proj": "true",
+    "model.bias": "false",
     "model.optimizer": "muon",
     "model.muon_lr": 0.02,
     "model.lr_decay_steps": 20,
@@ -69,11 +70,28 @@ def test_fine_tuning_a_modern_checkpoint_with_frozen_embeddings(modern_checkpoin
     assert "lm_head.weight" in moved and any(name.startswith("transformer.h.1.") for name in moved)
 
 
-def test_an_option_export_cannot_write_is_refused_in_one_line(
-    modern_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_a_modern_checkpoint_exports_as_qwen3_with_the_same_logits(modern_checkpoint: Path, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    main(["export", f"--ckpt_path={modern_checkpoint}", f"--out={tmp_path / 'hf'}"])
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    assert type(theirs).__name__ == "Qwen3ForCausalLM"
+    ours = load_checkpoint(modern_checkpoint).model.eval()
+    ids = torch.randint(
+        0, ours.config.vocab_size, (2, ours.config.block_size), generator=torch.Generator().manual_seed(0)
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(ids).logits, ours(ids), atol=1e-4, rtol=0)
+
+
+def test_an_option_export_cannot_write_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("ROMEO:\nBut soft, what light through yonder window breaks?\n\n" * 50)
+    relu2 = {**MODERN, "model.mlp": "relu2", "trainer.default_root_dir": tmp_path}
+    main(tiny_fit_args(corpus, max_steps=2, **relu2))
+    checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     with pytest.raises(SystemExit) as exit:
-        main(["export", f"--ckpt_path={modern_checkpoint}", f"--out={tmp_path / 'hf'}"])
+        main(["export", f"--ckpt_path={checkpoint}", f"--out={tmp_path / 'hf'}"])
     assert exit.value.code == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("minigpt: error: no Hugging Face architecture has this model's model.qk_norm: True")
+    assert error.startswith("minigpt: error: no Hugging Face architecture has this model's model.mlp: relu2")
+    assert "\n" not in error and not (tmp_path / "hf").exists()
