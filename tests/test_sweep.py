@@ -11,9 +11,11 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,16 @@ def sweep(path: Path, *extra: str) -> None:
 def study(folder: Path, name: str = "tiny") -> optuna.Study:
     db = folder / "sweeps" / name / "study.db"
     return optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+
+
+def has_validated(db: Path) -> bool:
+    """Whether a trial has reported a validation: read-only, so that the test never races the
+    worker to create the database's tables (opening it through Optuna would)."""
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+            return connection.execute("SELECT COUNT(*) FROM trial_intermediate_values").fetchone()[0] > 0
+    except sqlite3.OperationalError:  # no file, or no table yet
+        return False
 
 
 def snapshot(root: Path) -> dict[Path, str]:
@@ -240,13 +252,8 @@ def test_ctrl_c_stops_the_sweep_and_the_rerun_runs_the_trial_again(tmp_path: Pat
     worker = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     db = tmp_path / "sweeps" / "tiny" / "study.db"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # until the first trial has validated once: it is training
+    while time.monotonic() < deadline and not has_validated(db):  # until the first trial is training
         time.sleep(0.2)
-        try:
-            if db.exists() and any(t.intermediate_values for t in study(tmp_path).trials):
-                break
-        except KeyError:  # the database file exists before the study's record does
-            continue
     worker.send_signal(signal.SIGINT)
     _, err = worker.communicate(timeout=120)
     assert worker.returncode == 130, err[-2000:]
