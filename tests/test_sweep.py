@@ -96,7 +96,7 @@ def has_validated(db: Path) -> bool:
     try:
         with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
             return connection.execute("SELECT COUNT(*) FROM trial_intermediate_values").fetchone()[0] > 0
-    except sqlite3.OperationalError:  # no file, or no table yet
+    except sqlite3.DatabaseError:  # no file, no table yet, or a file still being written
         return False
 
 
