@@ -1,40 +1,109 @@
-"""The `minigpt` command: a table of commands, each run by its module in minigpt.commands.
+"""The `minigpt` command: a table of commands, each run by a function in minigpt.commands.
 
-Only the module of the command given is imported, so `minigpt --help` and the commands that need
-neither torch nor Lightning (`tokenizer train`, every argparse `--help`) start at once.
+A command's options are parsed first, by a parser from minigpt.commands.arguments (torch-free),
+and only then is its runner's module imported: `minigpt --help`, every `--help` and every usage
+error answer at once, and a runner's module imports what it needs at its top. The LightningCLI
+commands (fit, validate, test, predict) parse their own arguments.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from minigpt.errors import MinigptError
+
+ARGUMENTS = "minigpt.commands.arguments"
 
 
 @dataclass(frozen=True)
 class Command:
-    module: str
     summary: str
+    runner: str  # "module:function", given the parsed options (or, with no parser, the raw arguments)
+    parser: str | None = None  # the name of a parser in minigpt.commands.arguments
 
 
-COMMANDS = {
-    "fit": Command(
-        "minigpt.commands.train", "train a model; --ckpt_path resumes a run or, with finetune: true, starts from it"
+@dataclass(frozen=True)
+class Group:
+    """A command made of subcommands (`minigpt tokenizer train`)."""
+
+    summary: str
+    commands: dict[str, Command] = field(default_factory=dict)
+
+
+LIGHTNING = "minigpt.commands.train:run"
+COMMANDS: dict[str, Command | Group] = {
+    "fit": Command("train a model; --ckpt_path resumes a run or, with finetune: true, starts from it", LIGHTNING),
+    "validate": Command("loss, perplexity and bits/char of a checkpoint on the validation split", LIGHTNING),
+    "test": Command("the same on the test split", LIGHTNING),
+    "predict": Command("complete a file of prompts in batches, answers to JSONL", LIGHTNING),
+    "generate": Command(
+        "sample text from a checkpoint, streamed", "minigpt.commands.generate:run_generate", "generate_parser"
     ),
-    "validate": Command(
-        "minigpt.commands.train", "loss, perplexity and bits/char of a checkpoint on the validation split"
+    "chat": Command(
+        "answer prompts read from stdin, one per line", "minigpt.commands.generate:run_chat", "chat_parser"
     ),
-    "test": Command("minigpt.commands.train", "the same on the test split"),
-    "predict": Command("minigpt.commands.train", "complete a file of prompts in batches, answers to JSONL"),
-    "generate": Command("minigpt.commands.generate", "sample text from a checkpoint, streamed"),
-    "chat": Command("minigpt.commands.generate", "answer prompts read from stdin, one per line"),
-    "export": Command("minigpt.commands.export", "write a checkpoint as a Hugging Face model directory"),
-    "tokenizer": Command("minigpt.commands.tokenizer", "train a tokenizer, or compare tokenizers on a corpus"),
-    "sweep": Command("minigpt.commands.sweep", "search fit settings with Optuna: pruned, resumable, shared by workers"),
+    "export": Command(
+        "write a checkpoint as a Hugging Face model directory", "minigpt.commands.export:run", "export_parser"
+    ),
+    "tokenizer": Group(
+        "train a tokenizer, or compare tokenizers on a corpus",
+        {
+            "train": Command(
+                "train a tokenizer on a text file and save it",
+                "minigpt.commands.tokenizer:run_train",
+                "tokenizer_train_parser",
+            ),
+            "compare": Command(
+                "train the same small GPT with several tokenizers and rank them",
+                "minigpt.commands.tokenizer_compare:run_compare",
+                "tokenizer_compare_parser",
+            ),
+        },
+    ),
+    "sweep": Command(
+        "search fit settings with Optuna: pruned, resumable, shared by workers",
+        "minigpt.commands.sweep:run",
+        "sweep_parser",
+    ),
 }
+
+
+def load(name: str) -> Callable[..., Any]:
+    """The function `module:function` names."""
+    module, function = name.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def group_command(name: str, group: Group, args: list[str]) -> tuple[Command, list[str]]:
+    """The subcommand `args` name, and the arguments after it."""
+    subcommand = args[0] if args else None
+    if subcommand in group.commands:
+        return group.commands[subcommand], args[1:]
+    names = " or ".join(group.commands)
+    if subcommand in ("-h", "--help"):
+        width = max(map(len, group.commands))
+        lines = [f"usage: minigpt {name} {{{','.join(group.commands)}}} ...", ""]
+        lines += [f"  {sub:<{width}}  {command.summary}" for sub, command in group.commands.items()]
+        lines += ["", f"minigpt {name} SUBCOMMAND --help shows its options."]
+        print("\n".join(lines))
+        sys.exit(0)
+    given = repr(subcommand) if subcommand else "nothing"
+    raise MinigptError(f"minigpt {name} takes {names}, got {given}; see minigpt {name} --help")
+
+
+def run(name: str, args: list[str]) -> None:
+    """Parse the command's options, then import its runner and run it."""
+    entry = COMMANDS[name]
+    command, rest = group_command(name, entry, args[1:]) if isinstance(entry, Group) else (entry, args[1:])
+    if command.parser is None:
+        load(command.runner)(args)
+        return
+    options = load(f"{ARGUMENTS}:{command.parser}")().parse_args(rest)
+    load(command.runner)(options)
 
 
 def usage() -> str:
@@ -56,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{usage()}\n\nminigpt: error: unknown command {args[0]!r}", file=sys.stderr)
         sys.exit(2)
     try:
-        importlib.import_module(COMMANDS[name].module).run(args)
+        run(name, args)
     except MinigptError as error:
         print(f"minigpt: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -6,40 +6,15 @@ import argparse
 import contextlib
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from minigpt.checkpoint import Checkpoint, load_checkpoint
 from minigpt.corpus.sources import decode_text
 from minigpt.errors import MinigptError
-from minigpt.prompts import PROMPT_STYLES, style_by_name
+from minigpt.prompts import style_by_name
 from minigpt.sampling import Sampling
-
-if TYPE_CHECKING:
-    from minigpt.checkpoint import Checkpoint
-
-
-def add_sampling_arguments(parser: argparse.ArgumentParser, max_new_tokens: int) -> None:
-    parser.add_argument(
-        "--ckpt_path",
-        required=True,
-        help="a checkpoint written by minigpt fit, a Hugging Face GPT-2 directory or a hub name",
-    )
-    parser.add_argument(
-        "--max_new_tokens", type=int, default=max_new_tokens, help="most tokens to generate (default: %(default)s)"
-    )
-    for name, kind, default, help_text in Sampling.options():
-        parser.add_argument(f"--{name}", type=kind, default=default, help=f"{help_text} (default: %(default)s)")
-    parser.add_argument(
-        "--stop", action="append", default=[], metavar="TEXT", help="end the output before TEXT (repeatable)"
-    )
-    parser.add_argument("--seed", type=int, default=None, help="same seed, same text (default: a random one)")
-    parser.add_argument(
-        "--prompt_style",
-        default=None,
-        help=f"wrap prompts in this style ({', '.join(PROMPT_STYLES)}); default: the checkpoint's, 'none' turns it off",
-    )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: %(default)s)")
+from minigpt.threads import sharing_cores
 
 
 def sampling_from(options: argparse.Namespace) -> Sampling:
@@ -48,8 +23,6 @@ def sampling_from(options: argparse.Namespace) -> Sampling:
 
 def open_checkpoint(options: argparse.Namespace) -> Checkpoint:
     """The checkpoint, with --prompt_style applied."""
-    from minigpt.checkpoint import load_checkpoint
-
     if options.max_new_tokens < 0:
         raise MinigptError(f"--max_new_tokens must be 0 or more, got {options.max_new_tokens}")
     checkpoint = load_checkpoint(options.ckpt_path, device=options.device)
@@ -81,21 +54,12 @@ def read_prompt(options: argparse.Namespace) -> str:
     return decode_text(path.read_bytes(), path, key="--prompt_file")
 
 
-def generate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="minigpt generate",
-        description="Sample text from a checkpoint, streamed to stdout. An instruction-tuned checkpoint wraps "
-        "the prompt in its prompt style and prints the response only.",
-    )
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    source.add_argument("--prompt_file", default=None, metavar="FILE", help="read the prompt from FILE (- for stdin)")
-    parser.add_argument("--num_samples", type=int, default=1, help="samples to draw, printed one after another")
-    add_sampling_arguments(parser, max_new_tokens=500)
-    return parser
-
-
 def run_generate(options: argparse.Namespace) -> None:
+    with sharing_cores():
+        generate(options)
+
+
+def generate(options: argparse.Namespace) -> None:
     sampling = sampling_from(options)
     checkpoint = open_checkpoint(options)
     prompt = read_prompt(options)
@@ -118,16 +82,12 @@ def run_generate(options: argparse.Namespace) -> None:
     print("\n---\n".join(echo + sample for sample in samples))
 
 
-def chat_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="minigpt chat",
-        description="Answer prompts read from stdin, one per line (type or pipe them); each is answered on its own.",
-    )
-    add_sampling_arguments(parser, max_new_tokens=256)
-    return parser
-
-
 def run_chat(options: argparse.Namespace) -> None:
+    with sharing_cores():
+        chat(options)
+
+
+def chat(options: argparse.Namespace) -> None:
     sampling = sampling_from(options)
     checkpoint = open_checkpoint(options)
     interactive = sys.stdin.isatty()
@@ -158,13 +118,3 @@ def run_chat(options: argparse.Namespace) -> None:
             except MinigptError as error:
                 # One bad line (say, an unknown character) should not end the conversation.
                 print(f"minigpt: error: {error}", file=sys.stderr)
-
-
-def run(args: Sequence[str]) -> None:
-    command, *rest = args
-    parser, runner = (chat_parser, run_chat) if command == "chat" else (generate_parser, run_generate)
-    options = parser().parse_args(rest)  # --help and usage errors end here, before torch loads
-    from minigpt.threads import sharing_cores
-
-    with sharing_cores():
-        runner(options)

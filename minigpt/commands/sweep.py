@@ -1,50 +1,24 @@
 """`minigpt sweep --config SWEEP.yaml`: run (or resume, or join) a hyperparameter search
-(minigpt.sweep). Optuna and Lightning load only when a sweep runs."""
+(minigpt.sweep). Its parser is in minigpt.commands.arguments: --help loads neither Optuna nor
+Lightning."""
 
 from __future__ import annotations
 
 import argparse
 import statistics
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import optuna
+
+from minigpt.sweep import report, storage
+from minigpt.sweep.base import check_against_base
+from minigpt.sweep.run import SweepStopped, make_pruner, make_sampler, run_study
 from minigpt.sweep.spec import load_spec
 
 
-def sweep_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="minigpt sweep",
-        description="Search fit hyperparameters with Optuna: each trial is a `minigpt fit` of the base config "
-        "with sampled values, pruned when its validations lag. Rerun the same command to resume; start it "
-        "several times on one --storage to share the work. See docs/sweeps.md.",
-    )
-    parser.add_argument("--config", required=True, help="the sweep file, e.g. configs/sweep-small.yaml")
-    parser.add_argument(
-        "--storage",
-        default=None,
-        help="where the study lives: a database URL (sqlite:///study.db, postgresql://user@host/db) or "
-        "journal:PATH (Optuna's journal file); default: sqlite file <output>/study.db",
-    )
-    parser.add_argument(
-        "--n_trials", type=int, default=None, help="trials the study should hold in all (overrides the file's)"
-    )
-    parser.add_argument(
-        "--name", default=None, help="study name, and the folder sweeps/NAME (overrides the file's name and output)"
-    )
-    parser.add_argument(
-        "--pruner",
-        default=None,
-        choices=["median", "hyperband", "none"],
-        help="override the file's pruner (its options are dropped), e.g. none to measure what pruning saves",
-    )
-    parser.add_argument("--show", action="store_true", help="print the trials of an existing study; train nothing")
-    return parser
-
-
-def run(args: Sequence[str]) -> None:
-    options = sweep_parser().parse_args(args[1:])
+def run(options: argparse.Namespace) -> None:
     spec = load_spec(
         Path(options.config),
         n_trials=options.n_trials,
@@ -52,11 +26,6 @@ def run(args: Sequence[str]) -> None:
         name=options.name,
         pruner=options.pruner,
     )
-
-    import optuna
-
-    from minigpt.sweep import report, storage
-
     # Optuna's own per-trial lines (with tracebacks for failures) would repeat the sweep's.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -64,9 +33,6 @@ def run(args: Sequence[str]) -> None:
         study = storage.open_study(spec, storage.open_storage(spec, create=False), create=False)
         print(report.summary_markdown(spec, study), end="")
         return
-
-    from minigpt.sweep.base import check_against_base
-    from minigpt.sweep.run import SweepStopped, make_pruner, make_sampler, run_study
 
     base = check_against_base(spec)
     if spec.storage is None:  # the study file lives in the sweep folder
@@ -107,9 +73,7 @@ def stopped(spec: Any, status: int) -> None:
 
 
 def summarise(spec: Any, study: Any, timings: list[dict[str, float]]) -> None:
-    from minigpt.sweep.report import best_trial
-
-    best = best_trial(study)
+    best = report.best_trial(study)
     if best is not None:
         print(
             f"best: trial {best.number}, {spec.objective} {best.value:.4f}; {spec.output / 'best.yaml'} trains it",

@@ -7,14 +7,18 @@ Each run's curves go to TensorBoard under `<output>/tensorboard/<label>`, so the
 
 from __future__ import annotations
 
+import argparse
+import logging
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from minigpt.commands.tokenizer import TrainingSetup
+from minigpt.commands.arguments import TrainingSetup
+from minigpt.corpus.sources import check_readable_file
 from minigpt.data import TextDataModule
 from minigpt.errors import MinigptError
 from minigpt.module import LanguageModel
@@ -133,3 +137,20 @@ def markdown_table(rows: list[ComparisonRow], setup: TrainingSetup) -> str:
             f"{'exact' if row.round_trip else 'LOSSY'} | {bits} | {seconds} |"
         )
     return "\n".join(lines)
+
+
+def run_compare(options: argparse.Namespace) -> None:
+    path = check_readable_file(Path(options.input), "--input")
+    setup = TrainingSetup(**{setting.name: getattr(options, setting.name) for setting in fields(TrainingSetup)})
+    if setup.steps < 0:
+        raise MinigptError(f"--steps must be 0 or more, got {setup.steps}")
+    output = Path(options.output)
+    # One table is the output: keep Lightning's per-run banners out of it.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    rows = compare_tokenizers(path, options.tokenizers, setup, output, options.val_fraction)
+    table = markdown_table(rows, setup)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "comparison.md").write_text(table + "\n")
+    print(table)
