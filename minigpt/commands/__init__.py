@@ -1,6 +1,4 @@
-"""One module per `minigpt` command, each with `run(command, args)`.
-
-A command module imports at its top only what building its parser needs (argparse, sampling
-defaults, prompt style names: no torch, no Lightning), so `--help` and usage errors answer at
-once; what the command runs, it imports inside `run`.
+"""What the `minigpt` commands run. arguments.py holds the argparse parsers (torch-free, so every
+`--help` and usage error answers at once); each other module is a command's runner and imports
+what it needs at its top, loaded by minigpt.cli only after the options parse.
 """
