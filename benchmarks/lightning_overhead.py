@@ -16,6 +16,7 @@ import lightning as L
 import torch
 
 from minigpt.data import TinyShakespeare
+from minigpt.model import GPT, GPTConfig
 from minigpt.module import LanguageModel
 from minigpt.optim import adamw_groups, warmup_cosine
 
@@ -39,7 +40,7 @@ class StepTimer(L.Callback):
 
 def lightning_run(data: TinyShakespeare, steps: int, skip: int) -> float:
     torch.manual_seed(0)
-    module = LanguageModel(vocab_size=data.vocab_size, block_size=data.block_size, **SHAPE)
+    module = LanguageModel(gpt=GPTConfig(**SHAPE))
     timer = StepTimer(skip)
     trainer = L.Trainer(
         max_steps=steps,
@@ -58,9 +59,9 @@ def lightning_run(data: TinyShakespeare, steps: int, skip: int) -> float:
 
 def plain_run(data: TinyShakespeare, steps: int, skip: int) -> float:
     torch.manual_seed(0)
-    module = LanguageModel(vocab_size=data.vocab_size, block_size=data.block_size, **SHAPE)
-    model = module.model
     data.setup("fit")
+    assert data.tokenizer is not None
+    model = GPT(GPTConfig(vocab_size=data.tokenizer.vocab_size, block_size=data.block_size, **SHAPE))
     groups = adamw_groups(model.parameter_roles(), weight_decay=0.1)
     optimizer = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99), fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, 100, steps, 0.1))

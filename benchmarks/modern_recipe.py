@@ -36,14 +36,14 @@ QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=
 # Each option of the modern recipe, set back to GPT-2's (and Muon back to AdamW).
 ABLATIONS = {
     "AdamW instead of Muon": ["--model.optimizer=adamw"],
-    "learned positions instead of rotary": ["--model.position=learned"],
-    "LayerNorm instead of RMSNorm": ["--model.norm=layernorm"],
-    "no QK-norm": ["--model.qk_norm=false"],
-    "GELU MLP instead of SwiGLU": ["--model.mlp=gelu"],
-    "ReLU² MLP instead of SwiGLU": ["--model.mlp=relu2"],
-    "tied head": ["--model.tie_embeddings=true"],
-    "no zero-init projections": ["--model.zero_init_proj=false"],
-    "with logit soft-cap 15 (not in the recipe)": ["--model.logit_softcap=15"],
+    "learned positions instead of rotary": ["--model.gpt.position=learned"],
+    "LayerNorm instead of RMSNorm": ["--model.gpt.norm=layernorm"],
+    "no QK-norm": ["--model.gpt.qk_norm=false"],
+    "GELU MLP instead of SwiGLU": ["--model.gpt.mlp=gelu"],
+    "ReLU² MLP instead of SwiGLU": ["--model.gpt.mlp=relu2"],
+    "tied head": ["--model.gpt.tie_embeddings=true"],
+    "no zero-init projections": ["--model.gpt.zero_init_proj=false"],
+    "with logit soft-cap 15 (not in the recipe)": ["--model.gpt.logit_softcap=15"],
 }
 
 

@@ -21,7 +21,7 @@ from minigpt.checkpoint import load_checkpoint
 from minigpt.sampling import DEFAULT_SAMPLING
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL_SHAPE = ["--model.n_layer=4", "--model.n_head=4", "--model.n_embd=128", "--model.bias=false"]
+SMALL_SHAPE = ["--model.gpt.n_layer=4", "--model.gpt.n_head=4", "--model.gpt.n_embd=128", "--model.gpt.bias=false"]
 PROMPT = "Phoenix:"
 
 # name -> (extra arguments, callbacks YAML or None)

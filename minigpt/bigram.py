@@ -23,7 +23,7 @@ class BigramConfig:
         for name in ("vocab_size", "block_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
-                raise MinigptError(f"model.{name} must be a positive integer, got {value!r}")
+                raise MinigptError(f"model.gpt.{name} must be a positive integer, got {value!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

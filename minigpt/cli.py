@@ -34,7 +34,7 @@ class Group:
     commands: dict[str, Command] = field(default_factory=dict)
 
 
-LIGHTNING = "minigpt.commands.train:run"
+LIGHTNING = "minigpt.lightning_cli:run_lightning_cli"
 COMMANDS: dict[str, Command | Group] = {
     "fit": Command("train a model; --ckpt_path resumes a run or, with finetune: true, starts from it", LIGHTNING),
     "validate": Command("loss, perplexity and bits/char of a checkpoint on the validation split", LIGHTNING),

@@ -46,6 +46,11 @@ PART_NAMES = (*PARTS, "blocks[N]", "blocks[:N]")
 
 
 def gpt_of(pl_module: LightningModule) -> GPT:
+    # Lightning's BaseFinetuning freezes in `setup`, before the module builds its network in
+    # `configure_model` (which may be called early: it is idempotent).
+    configure = getattr(pl_module, "configure_model", None)
+    if getattr(pl_module, "model", None) is None and configure is not None:
+        configure()
     model = getattr(pl_module, "model", None)
     if not isinstance(model, GPT):
         raise MinigptError(f"layer freezing needs a GPT (model.arch: gpt), not {type(model).__name__}")

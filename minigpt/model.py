@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,70 +19,105 @@ GELU_APPROXIMATION = {"exact": "none", "tanh": "tanh"}
 POSITIONS = ("learned", "rope")
 NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "relu2", "swiglu")
+# Where the fit config holds GPTConfig's fields: its errors name the keys a user writes.
+CONFIG_KEY = "model.gpt"
 # nn.LayerNorm's default, and what Llama and Qwen3 write as rms_norm_eps: RMSNorm and QK-norm use it.
 RMS_NORM_EPSILON = 1e-5
 
 
 @dataclass(frozen=True)
 class GPTConfig:
-    vocab_size: int
-    block_size: int = 256
+    """The GPT's architecture: the one place each field is declared, defaulted, documented and
+    checked. The fit config sets these under `model.gpt` (the docstrings below are its `--help`).
+
+    Every default is GPT-2's layout, so GPT-2 weights and every config written before the later
+    options existed load and behave exactly as they did.
+    """
+
+    vocab_size: int | None = None
+    """Rows of the token embedding; unset: the tokenizer's size. Larger pads the vocabulary."""
+    block_size: int | None = None
+    """Context length in tokens; unset: the data's data.block_size."""
     n_layer: int = 6
+    """Transformer blocks."""
     n_head: int = 6
+    """Attention heads per block."""
     n_embd: int = 384
+    """Width of the residual stream."""
     dropout: float = 0.0
+    """Dropout probability in training."""
     bias: bool = True
-    # "exact" (erf) GELU is twice as fast as "tanh" on CPU; GPT-2's weights expect "tanh".
-    gelu: str = "exact"
-    # Options from later GPTs (modded-nanogpt, Llama). Each default is GPT-2's layout, so GPT-2
-    # weights and every config written before them load and behave exactly as they did.
-    # "rope": rotary embeddings turn queries and keys by their position; there is no wpe table.
-    position: str = "learned"
+    """Biases in the linear layers and LayerNorms."""
+    gelu: Literal["exact", "tanh"] = "exact"
+    """GELU form: "exact" (erf) runs twice as fast as "tanh" on CPU; GPT-2's weights expect "tanh"."""
+    position: Literal["learned", "rope"] = "learned"
+    """"learned" position embeddings (GPT-2), or "rope": rotary embeddings turn queries and keys by
+    their position, and there is no position table."""
     rope_base: float = 10000.0
-    # "rmsnorm": scale by the root mean square only (no mean, no bias): fewer ops, same quality.
-    norm: str = "layernorm"
-    # RMS-normalise each head's queries and keys before attention (bounded logits, higher safe LRs).
+    """Base of the rotary frequencies."""
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    """"layernorm" (GPT-2), or "rmsnorm": scale by the root mean square only (no mean, no bias)."""
     qk_norm: bool = False
-    # "relu2": relu(x)**2; "swiglu": silu(gate) * up, three matrices, so its hidden width is 2/3
-    # of mlp_ratio * n_embd (rounded up to a multiple of 32) to keep the parameter count.
-    mlp: str = "gelu"
+    """RMS-normalise each head's queries and keys before attention (bounded logits, higher safe LRs)."""
+    mlp: Literal["gelu", "relu2", "swiglu"] = "gelu"
+    """"gelu" (GPT-2), "relu2" (relu(x)**2) or "swiglu" (silu(gate) * up: three matrices, so its
+    hidden width is 2/3 of mlp_ratio * n_embd, rounded up to a multiple of 32, to keep the
+    parameter count)."""
     mlp_ratio: float = 4.0
-    # False: the head is a matrix of its own instead of the token embedding's transpose.
+    """MLP hidden width over n_embd."""
     tie_embeddings: bool = True
-    # Start the projections that write into the residual stream (and an untied head) at zero, so
-    # each block begins as the identity and the first steps only train the embeddings' path.
+    """The head is the token embedding's transpose (GPT-2); false: a matrix of its own."""
     zero_init_proj: bool = False
-    # > 0: logits = softcap * tanh(logits / softcap), which keeps early logits from overshooting.
+    """Start the projections that write into the residual stream (and an untied head) at zero, so
+    each block begins as the identity and the first steps train only the embeddings' path."""
     logit_softcap: float = 0.0
+    """> 0: logits = softcap * tanh(logits / softcap), which keeps early logits from overshooting."""
 
     def __post_init__(self) -> None:
+        key = CONFIG_KEY
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise MinigptError(f"model.{name} must be a positive integer, got {value!r}")
+            if value is None and name in ("vocab_size", "block_size"):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise MinigptError(f"{key}.{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head:
-            raise MinigptError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
+            raise MinigptError(f"{key}.n_embd ({self.n_embd}) must be divisible by {key}.n_head ({self.n_head})")
         if self.gelu not in GELU_APPROXIMATION:
-            raise MinigptError(f"model.gelu must be one of {', '.join(GELU_APPROXIMATION)}, got {self.gelu!r}")
+            raise MinigptError(f"{key}.gelu must be one of {', '.join(GELU_APPROXIMATION)}, got {self.gelu!r}")
         if not 0.0 <= self.dropout < 1.0:
-            raise MinigptError(f"model.dropout must be in [0, 1), got {self.dropout}")
+            raise MinigptError(f"{key}.dropout must be in [0, 1), got {self.dropout}")
         for name, choices in (("position", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
             if getattr(self, name) not in choices:
-                raise MinigptError(f"model.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
-        for name in ("qk_norm", "tie_embeddings", "zero_init_proj"):
+                raise MinigptError(f"{key}.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        for name in ("bias", "qk_norm", "tie_embeddings", "zero_init_proj"):
             if not isinstance(getattr(self, name), bool):
-                raise MinigptError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
+                raise MinigptError(f"{key}.{name} must be true or false, got {getattr(self, name)!r}")
         if self.position == "rope" and (self.n_embd // self.n_head) % 2:
             raise MinigptError(
-                f"model.position rope turns pairs of channels, so the head size (model.n_embd / model.n_head = "
+                f"{key}.position rope turns pairs of channels, so the head size ({key}.n_embd / {key}.n_head = "
                 f"{self.n_embd // self.n_head}) must be even"
             )
         if not (isinstance(self.rope_base, (int, float)) and self.rope_base > 1):
-            raise MinigptError(f"model.rope_base must be a number above 1, got {self.rope_base!r}")
+            raise MinigptError(f"{key}.rope_base must be a number above 1, got {self.rope_base!r}")
         if not (isinstance(self.mlp_ratio, (int, float)) and self.mlp_ratio > 0):
-            raise MinigptError(f"model.mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
+            raise MinigptError(f"{key}.mlp_ratio must be a positive number, got {self.mlp_ratio!r}")
         if not (isinstance(self.logit_softcap, (int, float)) and self.logit_softcap >= 0):
-            raise MinigptError(f"model.logit_softcap must be 0 (off) or a positive number, got {self.logit_softcap!r}")
+            raise MinigptError(f"{key}.logit_softcap must be 0 (off) or a positive number, got {self.logit_softcap!r}")
+
+    def sized(self, vocab_size: int, block_size: int) -> GPTConfig:
+        """This architecture for a tokenizer of `vocab_size` ids and windows of `block_size`
+        tokens: the sizes left unset take those values; set ones must hold them."""
+        for name, needed in (("vocab_size", vocab_size), ("block_size", block_size)):
+            value = getattr(self, name)
+            if value is not None and value < needed:
+                source = "the tokenizer has" if name == "vocab_size" else "data.block_size is"
+                raise MinigptError(f"{CONFIG_KEY}.{name} is {value} but {source} {needed}; raise it or leave it unset")
+        return replace(
+            self,
+            vocab_size=vocab_size if self.vocab_size is None else self.vocab_size,
+            block_size=block_size if self.block_size is None else self.block_size,
+        )
 
     @property
     def mlp_width(self) -> int:
@@ -106,12 +142,13 @@ class GPTConfig:
         return replace(PRESETS[name], **overrides)
 
 
-# vocab_size 1 is a placeholder: the tokenizer decides it (from_preset(..., vocab_size=...)).
+# Named sizes for notebooks and scripts (`GPTConfig.from_preset("micro", vocab_size=65)`); the
+# tokenizer decides vocab_size where a preset leaves it unset.
 PRESETS: dict[str, GPTConfig] = {
-    "nano": GPTConfig(vocab_size=1, block_size=64, n_layer=3, n_head=3, n_embd=48),
-    "micro": GPTConfig(vocab_size=1, block_size=64, n_layer=4, n_head=4, n_embd=128),
-    "mini": GPTConfig(vocab_size=1, block_size=128, n_layer=6, n_head=6, n_embd=192),
-    "shakespeare": GPTConfig(vocab_size=1, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
+    "nano": GPTConfig(block_size=64, n_layer=3, n_head=3, n_embd=48),
+    "micro": GPTConfig(block_size=64, n_layer=4, n_head=4, n_embd=128),
+    "mini": GPTConfig(block_size=128, n_layer=6, n_head=6, n_embd=192),
+    "shakespeare": GPTConfig(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
     "gpt2": GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768, gelu="tanh"),
     "gpt2-medium": GPTConfig(vocab_size=50257, block_size=1024, n_layer=24, n_head=16, n_embd=1024, gelu="tanh"),
 }
@@ -291,6 +328,10 @@ class Block(nn.Module):
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
+        if config.vocab_size is None or config.block_size is None:
+            raise MinigptError(
+                "a GPT needs its vocab_size and block_size: GPTConfig.sized(vocab_size, block_size) fills them in"
+            )
         self.config = config
         # Module order fixes the order random initial weights are drawn in: the default layout
         # must draw exactly as before, so optional modules only ever drop out, never move.

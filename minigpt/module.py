@@ -4,61 +4,42 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import fields
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import nn
 from torchmetrics import SumMetric
 from torchmetrics.text import Perplexity
 
-from minigpt.checkpoint import METADATA_KEY, metadata
+from minigpt.checkpoint import ARCHITECTURES, METADATA_KEY, metadata, read_checkpoint, stored_tokenizer
 from minigpt.constants import IGNORE_INDEX
 from minigpt.errors import MinigptError
 from minigpt.generation import TextGenerator
 from minigpt.model import GPTConfig
 from minigpt.optim import OPTIMIZERS, SCHEDULES, build_optimizer, optimizer_groups
 from minigpt.pretrained import build_network
-from minigpt.tokenizers import Tokenizer, tokenizer_from_json
-
-ARCHITECTURE_FIELDS = tuple(field.name for field in fields(GPTConfig))
+from minigpt.tokenizers import Tokenizer
 
 
 class LanguageModel(LightningModule):
     """Next-token training for a GPT or the bigram baseline.
 
-    Architecture values left unset come from `preset` (see `minigpt.model.PRESETS`), then from
-    GPTConfig's defaults. `vocab_size` and `block_size` are filled in from the data module.
+    The network is built in `configure_model`, once the data module has settled the tokenizer:
+    from scratch with the architecture `gpt`, or from the weights of `init_from`. Under FSDP
+    Lightning calls that hook inside its sharding context.
 
     Args:
-        arch: "gpt" or "bigram" (the baseline: a table of next-token logits).
-        preset: Named GPT size (nano, micro, mini, shakespeare, gpt2, gpt2-medium).
-        vocab_size: Tokens in the vocabulary; linked from data.vocab_size.
-        block_size: Context length; linked from data.block_size.
-        n_layer: Transformer blocks.
-        n_head: Attention heads per block.
-        n_embd: Width of the residual stream.
-        dropout: Dropout probability in training.
-        bias: Biases in linear layers and LayerNorms.
-        gelu: "exact" (erf) or "tanh" (GPT-2's approximation; the gpt2 presets use it).
-        position: "learned" position embeddings (GPT-2) or "rope" (rotary, no table).
-        rope_base: Base of the rotary frequencies.
-        norm: "layernorm" (GPT-2) or "rmsnorm".
-        qk_norm: RMS-normalise each head's queries and keys before attention.
-        mlp: "gelu" (GPT-2), "relu2" (relu squared) or "swiglu" (gated, three matrices).
-        mlp_ratio: MLP width over n_embd (4 for GPT-2; swiglu keeps the parameter count of that
-            width with 2/3 of it).
-        tie_embeddings: The head is the token embedding's transpose (GPT-2), or a matrix of its own.
-        zero_init_proj: Start the projections into the residual stream (and an untied head) at zero.
-        logit_softcap: > 0 squashes logits into (-cap, cap) with tanh; 0 is off.
-        (Unset options come from the preset, then from GPTConfig: GPT-2's layout. See
-        configs/pretrain-small-modern.yaml and benchmarks/README.md for what each buys.)
+        gpt: The GPT's architecture: every field of minigpt.model.GPTConfig, as model.gpt.* keys.
+            vocab_size and block_size default to the data's. With init_from, the architecture
+            comes from the weights and only dropout may differ.
+        arch: "gpt", or "bigram" (the baseline: a table of next-token logits; `gpt` is unused).
         init_from: Start from these weights and this tokenizer: a minigpt .ckpt, a Hugging Face
-            GPT-2 directory (config.json, model.safetensors, tokenizer.json) or a hub name such as
-            gpt2. The architecture comes from it; a fine-tune config sets it through
-            `finetune: true` and --ckpt_path. Training starts at step 0 with a fresh optimizer.
+            model directory (config.json, model.safetensors, tokenizer.json) or a hub name such
+            as gpt2. A fine-tune config sets it through `finetune: true` and --ckpt_path.
+            Training starts at step 0 with a fresh optimizer.
         optimizer: adamw (every parameter), or muon (Muon for the blocks' matrices, AdamW for the
             embeddings, head, gains and biases; minigpt.muon).
         learning_rate: Peak learning rate of AdamW.
@@ -76,25 +57,8 @@ class LanguageModel(LightningModule):
 
     def __init__(
         self,
+        gpt: GPTConfig = GPTConfig(),
         arch: Literal["gpt", "bigram"] = "gpt",
-        preset: str | None = None,
-        vocab_size: int | None = None,
-        block_size: int | None = None,
-        n_layer: int | None = None,
-        n_head: int | None = None,
-        n_embd: int | None = None,
-        dropout: float | None = None,
-        bias: bool | None = None,
-        gelu: Literal["exact", "tanh"] | None = None,
-        position: Literal["learned", "rope"] | None = None,
-        rope_base: float | None = None,
-        norm: Literal["layernorm", "rmsnorm"] | None = None,
-        qk_norm: bool | None = None,
-        mlp: Literal["gelu", "relu2", "swiglu"] | None = None,
-        mlp_ratio: float | None = None,
-        tie_embeddings: bool | None = None,
-        zero_init_proj: bool | None = None,
-        logit_softcap: float | None = None,
         init_from: str | None = None,
         optimizer: str = "adamw",
         learning_rate: float = 1e-3,
@@ -110,6 +74,10 @@ class LanguageModel(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if arch not in ARCHITECTURES:
+            raise MinigptError(f"unknown model.arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if not isinstance(gpt, GPTConfig):
+            raise MinigptError(f"model.gpt must be a GPTConfig (the model.gpt.* keys), got {type(gpt).__name__}")
         if min_lr > learning_rate:
             raise MinigptError(f"model.min_lr ({min_lr}) must not exceed model.learning_rate ({learning_rate})")
         if optimizer not in OPTIMIZERS:
@@ -117,38 +85,67 @@ class LanguageModel(LightningModule):
         if lr_schedule not in SCHEDULES:
             raise MinigptError(f"unknown model.lr_schedule {lr_schedule!r}; choose one of {', '.join(SCHEDULES)}")
         self.arch = arch
-        given = {name: value for name, value in locals().items() if name in ARCHITECTURE_FIELDS}
-        network = build_network(arch, preset, given, init_from)
-        if network.summary:
-            rank_zero_info(network.summary)
-        self.model = network.model
+        self.gpt = gpt
+        self.init_from = init_from
+        # Built by configure_model, when the data has settled the tokenizer.
+        self.model: nn.Module | None = None
         # The tokenizer the init_from weights were trained with: the data's must extend it.
-        self.init_tokenizer: Tokenizer | None = network.tokenizer
-        # Until a data module brings its own (possibly grown) copy in `setup`.
-        self.tokenizer: Tokenizer | None = network.tokenizer
+        self.init_tokenizer: Tokenizer | None = None
+        # The data module's (possibly grown) tokenizer, or a checkpoint's: saved in checkpoints.
+        self.tokenizer: Tokenizer | None = None
         # Set by instruction data modules (minigpt.prompts) and saved in checkpoints.
         self.prompt_style: str | None = None
         self.val_perplexity = Perplexity(ignore_index=IGNORE_INDEX)
         self.val_nll = SumMetric()
         self.val_chars = SumMetric()
-        self._char_lengths: torch.Tensor | None = None
         self.skipped_batches = 0
+        # The checkpoint a run resumes (set by minigpt.lightning_cli): Lightning restores it only
+        # after configure_model, and its tokenizer must be checked before a network is built.
+        self.resumes_from: str | None = None
 
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if getattr(datamodule, "tokenizer", None) is not None:
-            self.tokenizer = datamodule.tokenizer
-        if getattr(datamodule, "prompt_style", None) is not None:
-            self.prompt_style = datamodule.prompt_style
+    @property
+    def network(self) -> nn.Module:
+        """The network; it exists from `configure_model` on."""
+        if self.model is None:
+            raise MinigptError("the network is built when a Trainer sets up this module (configure_model)")
+        return self.model
+
+    def configure_model(self) -> None:
+        """Build the network for the data's vocabulary (idempotent: Lightning calls this for every
+        fit, validate, test and predict, and a freezing callback may call it first)."""
+        if self.model is not None:
+            return
+        datamodule = getattr(self._trainer, "datamodule", None)
+        tokenizer = getattr(datamodule, "tokenizer", None)
+        if tokenizer is not None:
+            if self.resumes_from is not None:
+                self._check_resumed_tokenizer(self.resumes_from, tokenizer, datamodule)
+            self.tokenizer = tokenizer
+            self.prompt_style = getattr(datamodule, "prompt_style", None) or self.prompt_style
+        vocab_size = tokenizer.vocab_size if tokenizer is not None else self.gpt.vocab_size
+        block_size = getattr(datamodule, "block_size", None) or self.gpt.block_size
+        if vocab_size is None or block_size is None:
+            raise MinigptError(
+                "the network's vocab_size and block_size come from the data module: train through a Trainer with a "
+                "minigpt data module, or set model.gpt.vocab_size and model.gpt.block_size"
+            )
+        network = build_network(self.arch, self.gpt, self.init_from, vocab_size, block_size)
+        if network.summary:
+            rank_zero_info(network.summary)
+        self.model = network.model
+        self.init_tokenizer = network.tokenizer
+        if self.tokenizer is None:
+            self.tokenizer = network.tokenizer
         known = self.init_tokenizer
         if self.tokenizer is not None and known is not None and not self.tokenizer.extends(known):
             raise MinigptError(
-                f"the data's tokenizer is not the one model.init_from {self.hparams.init_from} was trained "
+                f"the data's tokenizer is not the one model.init_from {self.init_from} was trained "
                 "with; set data.tokenizer_from to the same source (the CLI links it from model.init_from)"
             )
         if self.tokenizer is not None:
+            # A buffer, so that it moves to the device with the module.
             lengths = torch.as_tensor(self.tokenizer.token_char_lengths(), dtype=torch.float64)
-            self._char_lengths = lengths.to(self.device)
+            self.register_buffer("char_lengths", lengths, persistent=False)
         if self.hparams.compile:
             self.model.compile()
 
@@ -168,13 +165,13 @@ class LanguageModel(LightningModule):
     def optimizer_groups(self, within: torch.nn.Module | None = None) -> list[dict[str, Any]]:
         """This run's parameter groups for the whole network, or for part of it (unfreezing)."""
         hp = self.hparams
-        roles = self.model.parameter_roles(within)
+        roles = self.network.parameter_roles(within)
         return optimizer_groups(roles, hp.optimizer, hp.learning_rate, hp.weight_decay, hp.muon_lr)
 
     # --- training ----------------------------------------------------------------------------
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model(ids)
+        return self.network(ids)
 
     @staticmethod
     def loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -211,8 +208,9 @@ class LanguageModel(LightningModule):
         logits = self(inputs)
         self.val_nll.update(self.loss(logits, targets, reduction="sum"))
         self.val_perplexity.update(logits.float(), targets)
-        if self._char_lengths is not None:
-            self.val_chars.update(self._char_lengths[targets[targets != IGNORE_INDEX]].sum())
+        char_lengths = getattr(self, "char_lengths", None)
+        if char_lengths is not None:
+            self.val_chars.update(char_lengths[targets[targets != IGNORE_INDEX]].sum())
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch)
@@ -244,44 +242,42 @@ class LanguageModel(LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, Any]]:
         """Completions of a batch of prompts (minigpt.data.Prompts), one record per prompt."""
-        return batch.complete(TextGenerator(self.model, self.tokenizer, self.prompt_style))
+        return batch.complete(TextGenerator(self.network, self.tokenizer, self.prompt_style))
 
     # --- checkpoints -------------------------------------------------------------------------
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if METADATA_KEY not in checkpoint:
             return
-        stored = tokenizer_from_json(checkpoint[METADATA_KEY]["tokenizer"])
-        datamodule = getattr(self._trainer, "datamodule", None)
-        current = getattr(datamodule, "tokenizer", None)
-        # Token ids only mean something under the tokenizer that made them: refuse a mismatch.
-        if current is not None and json.loads(current.to_json()) != json.loads(stored.to_json()):
-            ckpt_path = getattr(self._trainer, "ckpt_path", None) or "the checkpoint"
-            source = "data.tokenizer" if getattr(datamodule, "tokenizer_is_explicit", False) else "the data module"
-            raise MinigptError(
-                f"--ckpt_path: {ckpt_path} was trained with a {stored.kind} tokenizer of {stored.vocab_size} ids, "
-                f"but {source} gives a {current.kind} tokenizer of {current.vocab_size} ids; use the checkpoint's "
-                f"(data.tokenizer: {{kind: pretrained, path: {ckpt_path}}}) or train from scratch without --ckpt_path"
-            )
-        self.tokenizer = stored
+        self.tokenizer = stored_tokenizer(checkpoint, "the checkpoint")
         self.prompt_style = checkpoint[METADATA_KEY].get("prompt_style")
+
+    def _check_resumed_tokenizer(self, ckpt_path: str, current: Tokenizer, datamodule: Any) -> None:
+        """Token ids only mean something under the tokenizer that made them: a run resumed on
+        data whose tokenizer differs is refused, before a network is built for it."""
+        stored = stored_tokenizer(read_checkpoint(ckpt_path), ckpt_path)
+        if json.loads(current.to_json()) == json.loads(stored.to_json()):
+            return
+        source = "data.tokenizer" if getattr(datamodule, "tokenizer_is_explicit", False) else "the data module"
+        raise MinigptError(
+            f"--ckpt_path: {ckpt_path} was trained with a {stored.kind} tokenizer of {stored.vocab_size} ids, "
+            f"but {source} gives a {current.kind} tokenizer of {current.vocab_size} ids; use the checkpoint's "
+            f"(data.tokenizer: {{kind: pretrained, path: {ckpt_path}}}) or train from scratch without --ckpt_path"
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.tokenizer is None:
             raise MinigptError("cannot save a checkpoint without a tokenizer: train with a minigpt data module")
         checkpoint[METADATA_KEY] = {
-            **metadata(self.arch, self.model, self.tokenizer, self.prompt_style),
-            "init_from": self.hparams.init_from,
+            **metadata(self.arch, self.network, self.tokenizer, self.prompt_style),
+            "init_from": self.init_from,
         }
-        if self.arch == "gpt":
-            # The checkpoint describes its own architecture, so reloading or resuming it needs
-            # neither the preset nor the init_from source it started from. (A new dict: Lightning
-            # put self.hparams itself there.)
-            config = self.model.config.to_dict()
-            resolved = {name: config[name] for name in ARCHITECTURE_FIELDS if name in self.hparams}
-            checkpoint["hyper_parameters"] = {
-                **checkpoint.get("hyper_parameters", {}),
-                **resolved,
-                "preset": None,
-                "init_from": None,
-            }
+        # The checkpoint describes its own architecture, sizes included, so that reloading or
+        # resuming it needs neither the data's sizes nor the init_from source it started from.
+        # (A new dict: Lightning put self.hparams itself there.)
+        architecture = self.network.config if self.arch == "gpt" else self.gpt
+        checkpoint["hyper_parameters"] = {
+            **checkpoint.get("hyper_parameters", {}),
+            "gpt": architecture.to_dict(),
+            "init_from": None,
+        }

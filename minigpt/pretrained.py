@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields, replace
-from typing import Any
 
 import torch
 from torch import nn
@@ -18,7 +17,7 @@ from minigpt.checkpoint import ARCHITECTURES, build_model, network_state, read_c
 from minigpt.errors import MinigptError, first_line
 from minigpt.huggingface.directory import REQUIRED_FILES, read_model_config, read_model_dir
 from minigpt.huggingface.hub import resolve_source
-from minigpt.model import GPT, PRESETS, GPTConfig
+from minigpt.model import CONFIG_KEY, GPT, GPTConfig
 from minigpt.tokenizers import PretrainedTokenizer, Tokenizer, minigpt_settings_path, tokenizer_from_json
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -112,43 +111,39 @@ class Network:
     summary: str | None = None
 
 
-def build_network(arch: str, preset: str | None, given: dict[str, Any], init_from: str | None) -> Network:
-    """The network a run trains: from scratch (config values over the preset's over the defaults),
-    or `init_from`'s weights with rows for the tokens the data added.
-
-    `given` maps GPTConfig field names to the config's values, None where unset.
-    """
+def build_network(arch: str, config: GPTConfig, init_from: str | None, vocab_size: int, block_size: int) -> Network:
+    """The network a run trains, for a tokenizer of `vocab_size` ids and windows of `block_size`
+    tokens: from scratch with the architecture `config`, or `init_from`'s weights with rows for
+    the tokens the data added."""
     if arch not in ARCHITECTURES:
         raise MinigptError(f"unknown model.arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    if preset is not None and preset not in PRESETS:
-        raise MinigptError(f"unknown model.preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if given.get("vocab_size") is None:
-        raise MinigptError("model.vocab_size is not set; it comes from the data module (data.vocab_size)")
     if init_from is not None:
-        return _start_from(init_from, arch, preset, given)
+        if arch != "gpt":
+            raise MinigptError(f"model.init_from loads GPT weights; model.arch is {arch!r}, set it to gpt")
+        return _start_from(init_from, config, vocab_size, block_size)
     if arch == "bigram":
-        return Network(build_model(arch, {"vocab_size": given["vocab_size"], "block_size": given["block_size"] or 1}))
-    values = PRESETS[preset].to_dict() if preset else {}
-    values.update({name: value for name, value in given.items() if value is not None})
-    return Network(build_model(arch, values))
+        return Network(build_model(arch, {"vocab_size": vocab_size, "block_size": block_size}))
+    return Network(GPT(config.sized(vocab_size, block_size)))
 
 
-def _start_from(init_from: str, arch: str, preset: str | None, given: dict[str, Any]) -> Network:
-    if arch != "gpt":
-        raise MinigptError(f"model.init_from loads GPT weights; model.arch is {arch!r}, set it to gpt")
-    if preset is not None:
-        raise MinigptError("model.preset and model.init_from are both set; remove model.preset")
+# What a fine-tune may set differently from its starting weights: the rest shapes the weights.
+TRAINING_FIELDS = ("vocab_size", "block_size", "dropout")
+
+
+def _start_from(init_from: str, given: GPTConfig, vocab_size: int, block_size: int) -> Network:
     source = load_pretrained(init_from)
     config = source.config
-    # Everything that shapes the weights comes from them; training settings may differ.
-    free = {"vocab_size", "block_size", "dropout"}
-    for name in (field.name for field in fields(GPTConfig) if field.name not in free):
-        if given.get(name) is not None and given[name] != getattr(config, name):
-            raise MinigptError(
-                f"model.{name} is {given[name]} but model.init_from {init_from} has {getattr(config, name)}; "
-                f"remove model.{name}: the architecture comes from the weights"
-            )
-    block_size = given["block_size"] or config.block_size
+    # A field still at its default was not chosen by the config: it takes the source's value.
+    defaults = GPTConfig()
+    for field in fields(GPTConfig):
+        name = field.name
+        value = getattr(given, name)
+        if name in TRAINING_FIELDS or value == getattr(defaults, name) or value == getattr(config, name):
+            continue
+        raise MinigptError(
+            f"{CONFIG_KEY}.{name} is {value} but model.init_from {init_from} has {getattr(config, name)}; "
+            f"remove {CONFIG_KEY}.{name}: the architecture comes from the weights"
+        )
     if block_size > config.block_size:
         raise MinigptError(
             f"data.block_size ({block_size}) is longer than the {config.block_size} positions of "
@@ -157,9 +152,8 @@ def _start_from(init_from: str, arch: str, preset: str | None, given: dict[str, 
     # Rows for tokens the data added (a grown character vocabulary); a source with more rows
     # than its tokenizer has tokens (a padded vocabulary) keeps them all. The model keeps all
     # the source's positions: shorter training windows use the first ones.
-    vocab_size = max(given["vocab_size"], config.vocab_size)
-    dropout = config.dropout if given.get("dropout") is None else given["dropout"]
-    model = GPT(replace(config, vocab_size=vocab_size, dropout=dropout))
+    rows = max(vocab_size, config.vocab_size, given.vocab_size or 0)
+    model = GPT(replace(config, vocab_size=rows, dropout=given.dropout))
     try:
         model.load_state_dict(fit_vocabulary(source.state_dict, model.state_dict()))
     except RuntimeError as error:
@@ -168,6 +162,6 @@ def _start_from(init_from: str, arch: str, preset: str | None, given: dict[str, 
         ) from None
     summary = (
         f"model.init_from: {init_from} ({model.num_parameters():,} parameters, {config.n_layer} layers; "
-        f"{vocab_size - config.vocab_size} tokens added to its vocabulary)"
+        f"{rows - config.vocab_size} tokens added to its vocabulary)"
     )
     return Network(model, source.tokenizer, summary)

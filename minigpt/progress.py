@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -76,7 +76,8 @@ class RunLogger(TensorBoardLogger):
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, metrics: Mapping[str, Any] | None = None, step: int | None = None) -> None:
-        values = {key: value for key, value in dict(params).items() if not key.startswith("_")}
+        # `gpt` is the config's architecture; run_settings holds the network's as built.
+        values = {key: value for key, value in dict(params).items() if not key.startswith("_") and key != "gpt"}
         values.update(self.run_settings)
         self.hparams.update(values)
         shown = {key: displayable(value) for key, value in values.items()}
@@ -89,3 +90,34 @@ def displayable(value: Any) -> Any:
     if value is None:
         return "none"
     return value if isinstance(value, bool | int | float | str) else str(value)
+
+
+def run_settings(trainer: Trainer, module: LightningModule) -> dict[str, Any]:
+    """What shapes a run, for TensorBoard's HParams tab: the network as built (sizes and
+    init_from resolved), the data and the trainer settings."""
+    datamodule = getattr(trainer, "datamodule", None)
+    tokenizer = getattr(datamodule, "tokenizer", None)
+    network = getattr(module, "model", None)
+    config = network.config.to_dict() if network is not None else {}
+    return {
+        **config,
+        "data": type(datamodule).__name__,
+        "data.batch_size": getattr(datamodule, "batch_size", None),
+        "data.block_size": getattr(datamodule, "block_size", None),
+        "data.tokenizer": f"{tokenizer.kind}:{tokenizer.vocab_size}" if tokenizer is not None else None,
+        "trainer.max_steps": trainer.max_steps,
+        "trainer.precision": trainer.precision,
+        "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
+        "trainer.gradient_clip_val": trainer.gradient_clip_val,
+        "trainer.world_size": trainer.world_size,
+    }
+
+
+class RunSettings(Callback):
+    """Hands RunLogger the run's settings once the network exists (Lightning logs the
+    hyperparameters right after `on_fit_start`)."""
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, RunLogger):
+                logger.run_settings = run_settings(trainer, pl_module)

@@ -31,6 +31,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "binary.txt").write_bytes(bytes(range(256)) * 40)
     (root / "truncated.ckpt").write_bytes(b"PK\x03\x04" + b"\x00" * 64)
     (root / "bad.yaml").write_text("model:\n  n_layers: 4\n")
+    (root / "old.yaml").write_text("model:\n  preset: nano\n")
     (root / "invalid.yaml").write_text("model:\n  n_layer: [2\n")
     (root / "a_file").write_text("a file, not a folder")
     torch.save({"state_dict": {"weight": torch.zeros(2)}}, root / "foreign.ckpt")
@@ -64,6 +65,10 @@ CASES: dict[str, tuple[Case, str]] = {
     "fit, corpus shorter than a window": (lambda w: fit(w, "--data.block_size=100000"), "fewer than block_size + 1"),
     # fit: configuration
     "fit, unknown YAML key": (lambda w: fit(w, f"--config={w / 'bad.yaml'}"), "n_layers"),
+    "fit, a YAML key of an earlier version": (
+        lambda w: fit(w, f"--config={w / 'old.yaml'}"),
+        "model.preset moved to model.gpt (write the preset's values there",
+    ),
     "fit, wrong type": (lambda w: fit(w, "--trainer.max_steps=lots"), "max_steps"),
     "fit, missing config file": (lambda w: fit(w, f"--config={w / 'nope.yaml'}"), "nope.yaml does not exist"),
     "fit, invalid YAML": (lambda w: fit(w, f"--config={w / 'invalid.yaml'}"), "invalid.yaml is not valid YAML"),
@@ -71,11 +76,21 @@ CASES: dict[str, tuple[Case, str]] = {
         lambda w: fit(w, "--data=minigpt.data.TinyShakspeare"),
         "minigpt.data.TinyShakspeare is not a data module; choose one of",
     ),
-    "fit, model.block_size": (lambda w: fit(w, "--model.block_size=16"), "set --data.block_size instead"),
+    "fit, a key of an earlier version": (
+        lambda w: fit(w, "--model.n_layer=3"),
+        "model.n_layer moved to model.gpt.n_layer",
+    ),
+    "fit, a context shorter than the data's windows": (
+        lambda w: fit(w, "--model.gpt.block_size=16"),
+        "model.gpt.block_size is 16 but data.block_size is 32; raise it or leave it unset",
+    ),
     "fit, negative max_steps": (lambda w: fit(w, "--trainer.max_steps=-5"), "must be a non-negative integer"),
     "fit, no config": (lambda w: ["fit"], "minigpt fit needs a config: pass --config FILE"),
     "fit, folder as checkpoint": (lambda w: fit(w, f"--ckpt_path={w}"), "is a folder; pass a .ckpt file"),
-    "fit, n_embd not divisible by n_head": (lambda w: fit(w, "--model.n_head=3"), "must be divisible by model.n_head"),
+    "fit, n_embd not divisible by n_head": (
+        lambda w: fit(w, "--model.gpt.n_head=3"),
+        "must be divisible by model.gpt.n_head",
+    ),
     "fit, block_size 0": (lambda w: fit(w, "--data.block_size=0"), "data.block_size must be a positive integer"),
     "fit, unknown lr schedule": (lambda w: fit(w, "--model.lr_schedule=wavy"), "unknown model.lr_schedule 'wavy'"),
     "fit, no CPU threads": (lambda w: fit(w, "--cpu.threads=0"), "cpu.threads must be 1 or more, got 0"),
@@ -212,7 +227,7 @@ def test_every_documented_error_case_is_in_the_troubleshooting_page() -> None:
         "does not exist",
         "is empty",
         "not UTF-8",
-        "must be divisible by model.n_head",
+        "must be divisible by model.gpt.n_head",
         "is not a readable checkpoint",
         "cannot write run output",
         "outside the tokenizer's vocabulary",

@@ -174,20 +174,3 @@ def test_real_tiny_shakespeare_from_the_data_dir(monkeypatch: pytest.MonkeyPatch
     assert data.vocab_size == 65
     assert (len(data.split("train")), len(data.split("val"))) == (1_003_854, 111_540)
     assert data.tokenizer.decode(data.split("train")[:14].tolist()) == "First Citizen:"
-
-
-def test_other_local_ranks_wait_for_rank_zero_to_build_the_cache(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    waiting = TextDataModule(path=str(corpus))
-    thread = threading.Thread(target=waiting.prepare)
-    thread.start()
-    thread.join(timeout=1.5)
-    assert thread.is_alive(), "rank 1 built the cache itself instead of waiting"
-    monkeypatch.setenv("LOCAL_RANK", "0")
-    builder = TextDataModule(path=str(corpus))
-    builder.prepare()
-    thread.join(timeout=10)
-    assert not thread.is_alive()
-    np.testing.assert_array_equal(waiting.split("train"), builder.split("train"))

@@ -13,7 +13,9 @@ from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
 from minigpt.data import AceAttorney, TinyShakespeare
 from minigpt.errors import MinigptError
+from minigpt.model import GPTConfig
 from minigpt.module import LanguageModel
+from minigpt.pretrained import build_network
 from minigpt.tokenizers import CharTokenizer
 
 # Dialogue in the Ace Attorney format, with characters the play-script corpus lacks ("é…’!").
@@ -33,7 +35,7 @@ def dialogue(tmp_path: Path) -> Path:
 def finetune_args(dialogue: Path, ckpt: Path, max_steps: int = 20, **overrides: object) -> list[str]:
     # No model shape: it comes from the checkpoint. The fine-tune has its own learning rate.
     args = tiny_fit_args(dialogue, max_steps=max_steps, **{"model.learning_rate": 1e-3})
-    args = [a for a in args if not a.startswith(("--model.n_layer", "--model.n_head", "--model.n_embd"))]
+    args = [a for a in args if not a.startswith(("--model.gpt.n_layer", "--model.gpt.n_head", "--model.gpt.n_embd"))]
     return [*args, *(f"--{key}={value}" for key, value in overrides.items()), "--finetune=true", f"--ckpt_path={ckpt}"]
 
 
@@ -63,8 +65,8 @@ def test_finetune_starts_at_step_zero_with_the_configs_values(pretrained: Path, 
 
 def test_finetune_weights_come_from_the_checkpoint(pretrained: Path, dialogue: Path) -> None:
     base = load_checkpoint(pretrained)
-    module = LanguageModel(init_from=str(pretrained), vocab_size=base.tokenizer.vocab_size + 4, block_size=32)
-    tuned, source = module.model.state_dict(), base.model.state_dict()
+    network = build_network("gpt", GPTConfig(), str(pretrained), base.tokenizer.vocab_size + 4, 32)
+    tuned, source = network.model.state_dict(), base.model.state_dict()
     for name, tensor in source.items():
         if name in ("transformer.wte.weight", "lm_head.weight"):
             assert torch.equal(tuned[name][: tensor.shape[0]], tensor)
@@ -90,9 +92,8 @@ def test_resuming_a_finetune_keeps_its_grown_vocabulary(pretrained: Path, dialog
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"model.n_layer": 3}, r"model.n_layer is 3 but model.init_from .* has 2; remove model.n_layer"),
+        ({"model.gpt.n_layer": 3}, r"model.gpt.n_layer is 3 but model.init_from .* has 2; remove model.gpt.n_layer"),
         ({"data.block_size": 48}, r"data.block_size \(48\) is longer than the 32 positions of model.init_from"),
-        ({"model.preset": "nano"}, r"model.preset and model.init_from are both set"),
     ],
 )
 def test_finetune_config_that_contradicts_the_weights_is_refused(
@@ -120,18 +121,18 @@ def test_init_from_a_bigram_or_missing_checkpoint_is_refused(corpus: Path, tmp_p
     main(tiny_fit_args(corpus, max_steps=5, **{"model.arch": "bigram", "model.learning_rate": 0.05}))
     bigram = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     with pytest.raises(MinigptError, match="holds a bigram model; fine-tuning starts from GPT checkpoints"):
-        LanguageModel(init_from=str(bigram), vocab_size=30)
+        build_network("gpt", GPTConfig(), str(bigram), 30, 16)
     with pytest.raises(MinigptError, match=r"model.init_from: .*nope.ckpt does not exist"):
-        LanguageModel(init_from=str(tmp_path / "nope.ckpt"), vocab_size=30)
+        build_network("gpt", GPTConfig(), str(tmp_path / "nope.ckpt"), 30, 16)
 
 
 def test_data_from_another_vocabulary_is_refused(pretrained: Path, dialogue: Path) -> None:
-    module = LanguageModel(init_from=str(pretrained), vocab_size=60, block_size=32)
+    module = LanguageModel(init_from=str(pretrained))
     # A data module that built its own vocabulary instead of taking the checkpoint's.
-    data = SimpleNamespace(tokenizer=CharTokenizer(sorted(set(dialogue.read_text(encoding="utf-8")))))
-    module._trainer = SimpleNamespace(datamodule=data)
+    tokenizer = CharTokenizer(sorted(set(dialogue.read_text(encoding="utf-8"))))
+    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(tokenizer=tokenizer, block_size=32))
     with pytest.raises(MinigptError, match=r"the data's tokenizer is not the one model\.init_from"):
-        module.setup("fit")
+        module.configure_model()
 
 
 def test_ace_attorney_without_a_copy_says_how_to_provide_it() -> None:
@@ -166,11 +167,11 @@ def test_checkpoint_missing_weights_is_one_line(pretrained: Path, tmp_path: Path
     del checkpoint["state_dict"]["model.transformer.h.1.mlp.c_fc.weight"]
     torch.save(checkpoint, tmp_path / "damaged.ckpt")
     with pytest.raises(MinigptError, match=r"damaged.ckpt has weights that do not fit its config \(Error"):
-        LanguageModel(init_from=str(tmp_path / "damaged.ckpt"), vocab_size=42, block_size=32)
+        build_network("gpt", GPTConfig(), str(tmp_path / "damaged.ckpt"), 42, 32)
 
 
 def test_lightning_cli_reads_ckpt_path_as_fine_tuning_expects(pretrained: Path, corpus: Path, tmp_path: Path) -> None:
-    """Pins the LightningCLI behaviour `minigpt.commands.train.start_from_checkpoint` relies on:
+    """Pins the LightningCLI behaviour `minigpt.lightning_cli.start_from_checkpoint` relies on:
     a --ckpt_path left set resumes with the checkpoint's hyperparameters merged over the config
     and the step restored; cleared by `finetune: true`, neither happens."""
     override = {"model.learning_rate": 1e-2, "model.lr_decay_steps": 40}

@@ -18,7 +18,7 @@ def finetune_with(corpus: Path, pretrained: Path, callback: dict, max_steps: int
     config = Path("callbacks.yaml")
     config.write_text(yaml.safe_dump({"trainer": {"callbacks": [callback]}}))
     args = tiny_fit_args(corpus, max_steps=max_steps, **{"model.learning_rate": 1e-2, "model.warmup_steps": 1})
-    args = [a for a in args if not a.startswith(("--model.n_layer", "--model.n_head", "--model.n_embd"))]
+    args = [a for a in args if not a.startswith(("--model.gpt.n_layer", "--model.gpt.n_head", "--model.gpt.n_embd"))]
     return [args[0], f"--config={config}", *args[1:], "--finetune=true", f"--ckpt_path={pretrained}"]
 
 

@@ -57,7 +57,7 @@ def test_gpt2_weights_load_with_the_same_logits(tiny_gpt2: Path) -> None:
 
 def test_finetune_gpt2_from_a_directory_keeps_its_tokenizer(tiny_gpt2: Path, corpus: Path, tmp_path: Path) -> None:
     args = tiny_fit_args(corpus, max_steps=10, **{"model.init_from": tiny_gpt2, "data.block_size": 32})
-    main([a for a in args if not a.startswith(("--model.n_layer", "--model.n_head", "--model.n_embd"))])
+    main([a for a in args if not a.startswith(("--model.gpt.n_layer", "--model.gpt.n_head", "--model.gpt.n_embd"))])
     tuned = load_checkpoint(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
     assert isinstance(tuned.tokenizer, PretrainedTokenizer)
     assert tuned.tokenizer.to_json() == PretrainedTokenizer.from_file(tiny_gpt2 / "tokenizer.json").to_json()
@@ -158,7 +158,9 @@ def test_a_hugging_face_directory_works_wherever_a_checkpoint_does(
     # validate evaluates it on a data module's text, with its own tokenizer.
     args = tiny_fit_args(corpus, **{"data.block_size": 32})
     args = [
-        a for a in args if not a.startswith(("--model.n_layer", "--model.n_head", "--model.n_embd", "--trainer.max"))
+        a
+        for a in args
+        if not a.startswith(("--model.gpt.n_layer", "--model.gpt.n_head", "--model.gpt.n_embd", "--trainer.max"))
     ]
     main(["validate", *args[1:], f"--ckpt_path={tiny_gpt2}"])
     assert "val/loss" in capsys.readouterr().out

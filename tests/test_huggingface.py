@@ -147,9 +147,9 @@ def test_a_model_no_hugging_face_architecture_has_is_refused_naming_the_option(
 
     modern = {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu"}
     for options, named in (
-        ({**modern, "logit_softcap": 15.0}, "model.logit_softcap: 15.0"),
-        ({**modern, "qk_norm": True, "mlp": "relu2"}, "model.mlp: relu2"),
-        ({"mlp": "relu2"}, "model.mlp: relu2"),
+        ({**modern, "logit_softcap": 15.0}, "model.gpt.logit_softcap: 15.0"),
+        ({**modern, "qk_norm": True, "mlp": "relu2"}, "model.gpt.mlp: relu2"),
+        ({"mlp": "relu2"}, "model.gpt.mlp: relu2"),
     ):
         model = GPT(GPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=1, n_embd=8, **options))
         with pytest.raises(MinigptError, match=named) as error:

@@ -61,10 +61,10 @@ def test_presets_apply_overrides() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"n_embd": 30, "n_head": 4}, "n_embd \\(30\\) must be divisible by model.n_head \\(4\\)"),
+        ({"n_embd": 30, "n_head": 4}, "n_embd \\(30\\) must be divisible by model.gpt.n_head \\(4\\)"),
         ({"block_size": 0}, "block_size must be a positive integer"),
         ({"dropout": 1.5}, "dropout must be in"),
-        ({"gelu": "relu"}, "model.gelu must be one of"),
+        ({"gelu": "relu"}, "model.gpt.gelu must be one of"),
     ],
 )
 def test_impossible_configs_are_refused(overrides: dict, message: str) -> None:

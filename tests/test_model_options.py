@@ -204,16 +204,16 @@ def test_softcap_bounds_the_logits() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"position": "alibi"}, "model.position must be one of learned, rope, got 'alibi'"),
-        ({"norm": "batchnorm"}, "model.norm must be one of layernorm, rmsnorm"),
-        ({"mlp": "geglu"}, "model.mlp must be one of gelu, relu2, swiglu"),
-        ({"qk_norm": "yes"}, "model.qk_norm must be true or false"),
-        ({"tie_embeddings": 1}, "model.tie_embeddings must be true or false"),
-        ({"zero_init_proj": None}, "model.zero_init_proj must be true or false"),
-        ({"rope_base": 0.5}, "model.rope_base must be a number above 1"),
-        ({"mlp_ratio": 0}, "model.mlp_ratio must be a positive number"),
-        ({"logit_softcap": -1.0}, "model.logit_softcap must be 0 \\(off\\) or a positive number"),
-        ({"position": "rope", "n_embd": 18, "n_head": 6}, "model.position rope .* head size .* must be even"),
+        ({"position": "alibi"}, "model.gpt.position must be one of learned, rope, got 'alibi'"),
+        ({"norm": "batchnorm"}, "model.gpt.norm must be one of layernorm, rmsnorm"),
+        ({"mlp": "geglu"}, "model.gpt.mlp must be one of gelu, relu2, swiglu"),
+        ({"qk_norm": "yes"}, "model.gpt.qk_norm must be true or false"),
+        ({"tie_embeddings": 1}, "model.gpt.tie_embeddings must be true or false"),
+        ({"zero_init_proj": None}, "model.gpt.zero_init_proj must be true or false"),
+        ({"rope_base": 0.5}, "model.gpt.rope_base must be a number above 1"),
+        ({"mlp_ratio": 0}, "model.gpt.mlp_ratio must be a positive number"),
+        ({"logit_softcap": -1.0}, "model.gpt.logit_softcap must be 0 \\(off\\) or a positive number"),
+        ({"position": "rope", "n_embd": 18, "n_head": 6}, "model.gpt.position rope .* head size .* must be even"),
     ],
 )
 def test_bad_option_values_are_refused_naming_the_key(overrides: dict, message: str) -> None:

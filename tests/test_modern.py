@@ -16,13 +16,13 @@ from minigpt.cli import main
 from minigpt.sampling import GREEDY
 
 MODERN = {
-    "model.position": "rope",
-    "model.norm": "rmsnorm",
-    "model.qk_norm": "true",
-    "model.mlp": "swiglu",
-    "model.tie_embeddings": "false",
-    "model.zero_init_proj": "true",
-    "model.bias": "false",
+    "model.gpt.position": "rope",
+    "model.gpt.norm": "rmsnorm",
+    "model.gpt.qk_norm": "true",
+    "model.gpt.mlp": "swiglu",
+    "model.gpt.tie_embeddings": "false",
+    "model.gpt.zero_init_proj": "true",
+    "model.gpt.bias": "false",
     "model.optimizer": "muon",
     "model.muon_lr": 0.02,
     "model.lr_decay_steps": 20,
@@ -86,12 +86,12 @@ def test_a_modern_checkpoint_exports_as_qwen3_with_the_same_logits(modern_checkp
 def test_an_option_export_cannot_write_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("ROMEO:\nBut soft, what light through yonder window breaks?\n\n" * 50)
-    relu2 = {**MODERN, "model.mlp": "relu2", "trainer.default_root_dir": tmp_path}
+    relu2 = {**MODERN, "model.gpt.mlp": "relu2", "trainer.default_root_dir": tmp_path}
     main(tiny_fit_args(corpus, max_steps=2, **relu2))
     checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     with pytest.raises(SystemExit) as exit:
         main(["export", f"--ckpt_path={checkpoint}", f"--out={tmp_path / 'hf'}"])
     assert exit.value.code == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("minigpt: error: no Hugging Face architecture has this model's model.mlp: relu2")
+    assert error.startswith("minigpt: error: no Hugging Face architecture has this model's model.gpt.mlp: relu2")
     assert "\n" not in error and not (tmp_path / "hf").exists()

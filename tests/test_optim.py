@@ -23,7 +23,7 @@ def test_every_schedule_warms_up_then_ends_where_it_should(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "model", [GPT(GPTConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=8)), BigramLM(BigramConfig(11))]
+    "model", [GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)), BigramLM(BigramConfig(11))]
 )
 def test_parameter_roles_cover_every_parameter_once(model: GPT | BigramLM) -> None:
     groups = adamw_groups(model.parameter_roles(), weight_decay=0.1)

@@ -20,9 +20,10 @@ from test_training import events
 from minigpt import atomic_io
 from minigpt.atomic_io import AtomicCheckpointIO
 from minigpt.cli import main
-from minigpt.commands.train import run_lightning_cli
 from minigpt.data import TextDataModule
 from minigpt.errors import MinigptError
+from minigpt.lightning_cli import run_lightning_cli
+from minigpt.model import GPTConfig
 from minigpt.module import LanguageModel
 
 
@@ -126,15 +127,14 @@ def trainer_for(tmp_path: Path, max_steps: int) -> L.Trainer:
     )
 
 
-def tiny_module(data: TextDataModule, **kwargs: object) -> LanguageModel:
+def tiny_module(**kwargs: object) -> LanguageModel:
     torch.manual_seed(0)
-    shape = dict(n_layer=1, n_head=2, n_embd=16)
-    return LanguageModel(vocab_size=data.vocab_size, block_size=data.block_size, **shape, **kwargs)
+    return LanguageModel(gpt=GPTConfig(n_layer=1, n_head=2, n_embd=16), **kwargs)
 
 
 def test_nonfinite_loss_stops_before_touching_the_weights(corpus: Path, tmp_path: Path) -> None:
     data = TextDataModule(path=str(corpus), block_size=16, batch_size=4)
-    module = tiny_module(data)
+    module = tiny_module()
     nan_at_step(module, bad_step=7)
     with pytest.raises(MinigptError, match="loss is nan at step 7; the weights were not updated") as error:
         trainer_for(tmp_path, max_steps=20).fit(module, datamodule=data)
@@ -145,7 +145,7 @@ def test_nonfinite_loss_stops_before_touching_the_weights(corpus: Path, tmp_path
 
 def test_nonfinite_loss_can_skip_the_batch(corpus: Path, tmp_path: Path) -> None:
     data = TextDataModule(path=str(corpus), block_size=16, batch_size=4)
-    module = tiny_module(data, on_nonfinite_loss="skip")
+    module = tiny_module(on_nonfinite_loss="skip")
     nan_at_step(module, bad_step=7)
     with pytest.warns(UserWarning, match="loss is nan at step 7: batch skipped"):
         trainer_for(tmp_path, max_steps=12).fit(module, datamodule=data)
@@ -167,7 +167,7 @@ def test_unwritable_log_folder_is_refused_before_training(
 
 def test_dropout_run_resumes_on_the_same_curve(corpus: Path, tmp_path: Path) -> None:
     # Dropout draws from torch's generator: its state travels in the checkpoint.
-    full = tiny_fit_args(corpus, max_steps=20, **{"model.lr_decay_steps": 20, "model.dropout": 0.3})
+    full = tiny_fit_args(corpus, max_steps=20, **{"model.lr_decay_steps": 20, "model.gpt.dropout": 0.3})
     main(full)
     main([*full, "--trainer.max_steps=10"])
     last = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
@@ -181,14 +181,34 @@ def test_dropout_run_resumes_on_the_same_curve(corpus: Path, tmp_path: Path) -> 
     assert os.path.exists(last)
 
 
+def killed_write(folder: Path, name: str) -> Path:
+    """What kill -9 in the middle of a write of `name` leaves: the write's temporary file, named
+    with the id of a process that is gone."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    partial = folder / f".{name}.{gone.pid}.k1ll3d.partial"
+    partial.write_bytes(b"PK\x03\x04 half")
+    return partial
+
+
 def test_a_killed_write_leaves_no_partial_file_once_the_run_resumes(corpus: Path, tmp_path: Path) -> None:
     main(tiny_fit_args(corpus, max_steps=10))
     checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
-    # What kill -9 in the middle of a checkpoint write leaves (the write's temporary file).
-    (checkpoints / ".last.ckpt.k1ll3d.partial").write_bytes(b"PK\x03\x04 half")
+    killed_write(checkpoints, "last.ckpt")
     main([*tiny_fit_args(corpus, max_steps=20), f"--ckpt_path={checkpoints / 'last.ckpt'}"])
     for folder in (checkpoints, tmp_path / "lightning_logs" / "version_1" / "checkpoints"):
         assert not list(folder.glob(".*.partial")), folder
+
+
+def test_the_next_run_removes_a_killed_write_of_another_run(corpus: Path, tmp_path: Path) -> None:
+    main(tiny_fit_args(corpus, max_steps=10))
+    checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    stale = killed_write(checkpoints, "best-step10-val3.1000.ckpt")
+    # A write in progress (this process is alive) is left alone.
+    running = checkpoints / f".last.ckpt.{os.getpid()}.w0rk1ng.partial"
+    running.write_bytes(b"PK\x03\x04 writing")
+    main(tiny_fit_args(corpus, max_steps=5))
+    assert not stale.exists() and running.exists()
 
 
 def test_a_run_that_fails_before_its_first_step_leaves_no_run_folder(corpus: Path, tmp_path: Path) -> None:

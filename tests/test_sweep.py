@@ -40,9 +40,7 @@ BASE = {
         "enable_model_summary": False,
     },
     "model": {
-        "n_layer": 1,
-        "n_head": 2,
-        "n_embd": 16,
+        "gpt": {"n_layer": 1, "n_head": 2, "n_embd": 16},
         "warmup_steps": 5,
         "learning_rate": 3e-3,
         "min_lr": 1e-6,
@@ -55,7 +53,7 @@ BASE = {
 }
 SEARCH = {
     "model.learning_rate": {"low": 1e-3, "high": 1e-2, "log": True},
-    "model.n_embd": {"choices": [16, 32]},
+    "model.gpt.n_embd": {"choices": [16, 32]},
 }
 
 
@@ -110,7 +108,7 @@ def test_sweep_writes_reports_and_best_yaml_trains_as_is(tmp_path: Path, capsys:
     out = tmp_path / "sweeps" / "tiny"
     trials = study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
-    assert re.search(r"trial 2 \(3/3\): model.learning_rate=\S+ model.n_embd=\d+ -> val/loss \d\.\d{4} \(best", err)
+    assert re.search(r"trial 2 \(3/3\): model.learning_rate=\S+ model.gpt.n_embd=\d+ -> val/loss \d\.\d{4} \(best", err)
     for t in trials:  # an ordinary fit each: its own folder, checkpoints and logs
         assert (Path(t.user_attrs["log_dir"]) / "checkpoints" / "last.ckpt").is_file()
         assert Path(t.user_attrs["log_dir"]).is_relative_to(out / f"trial_{t.number}")
@@ -160,15 +158,15 @@ def test_pruner_stops_a_trial_whose_validations_are_worse(tmp_path: Path, capsys
 def test_invalid_combination_is_pruned_with_its_reason(tmp_path: Path) -> None:
     path = write_sweep(
         tmp_path,
-        search={"model.n_head": {"choices": [2, 3]}},
-        enqueue=[{"model.n_head": 3}, {"model.n_head": 2}],
+        search={"model.gpt.n_head": {"choices": [2, 3]}},
+        enqueue=[{"model.gpt.n_head": 3}, {"model.gpt.n_head": 2}],
         n_trials=2,
     )
     sweep(path)
     invalid, valid = study(tmp_path).trials
     assert (
         invalid.state == TrialState.PRUNED
-        and "must be divisible by model.n_head" in invalid.user_attrs["pruned_reason"]
+        and "must be divisible by model.gpt.n_head" in invalid.user_attrs["pruned_reason"]
     )
     assert valid.state == TrialState.COMPLETE
 
@@ -227,7 +225,7 @@ def test_trial_left_running_by_a_dead_worker_is_failed_and_retried(
     for worker in (f"{socket.gethostname()}:{gone.stdout.strip()}", "elsewhere:1"):
         trial = killed.ask()
         trial.suggest_float("model.learning_rate", 1e-3, 1e-2, log=True)
-        trial.suggest_categorical("model.n_embd", [16, 32])
+        trial.suggest_categorical("model.gpt.n_embd", [16, 32])
         trial.set_user_attr("worker", worker)
         if worker.startswith("elsewhere"):  # found by its heartbeat; the other by its process id alone
             storage.record_heartbeat(trial._trial_id)
@@ -314,8 +312,12 @@ CASES: dict[str, tuple[Any, str]] = {
     "missing sweep file": (lambda w: ["--config", str(w / "nope.yaml")], "--config: "),
     "missing base config": (lambda w: bad(w, base="absent.yaml"), "base: "),
     "unknown search key": (
-        lambda w: bad(w, **search(model__n_embdd={"choices": [16]})),
-        "search.model.n_embdd: not a key of the fit config base.yaml; did you mean model.n_embd?",
+        lambda w: bad(w, **search(model__gpt__n_embdd={"choices": [16]})),
+        "search.model.gpt.n_embdd: not a key of the fit config base.yaml; did you mean model.gpt.n_embd?",
+    ),
+    "search key of an earlier version": (
+        lambda w: bad(w, **search(model__n_embd={"choices": [16]})),
+        "search.model.n_embd: model.n_embd moved to model.gpt.n_embd",
     ),
     "unknown fixed key": (
         lambda w: bad(w, fixed={"trainer.max_stepz": 5}),
@@ -326,27 +328,30 @@ CASES: dict[str, tuple[Any, str]] = {
         "search.data.init_args.tokenizer.vocab_sise: not a key",
     ),
     "wrong value type": (
-        lambda w: bad(w, **search(model__n_layer={"choices": [1, "two"]})),
-        "search.model.n_layer: 'two' is refused by the fit parser",
+        lambda w: bad(w, **search(model__gpt__n_layer={"choices": [1, "two"]})),
+        "search.model.gpt.n_layer: 'two' is refused by the fit parser",
     ),
     "low above high": (
         lambda w: bad(w, **search(model__learning_rate={"low": 1e-2, "high": 1e-3})),
         "search.model.learning_rate: low (0.01) is above high (0.001)",
     ),
     "log with low at 0": (
-        lambda w: bad(w, **search(model__dropout={"low": 0.0, "high": 0.3, "log": True})),
-        "search.model.dropout: log: true needs low > 0",
+        lambda w: bad(w, **search(model__gpt__dropout={"low": 0.0, "high": 0.3, "log": True})),
+        "search.model.gpt.dropout: log: true needs low > 0",
     ),
-    "empty choices": (lambda w: bad(w, **search(model__n_embd={"choices": []})), "choices must be a non-empty list"),
+    "empty choices": (
+        lambda w: bad(w, **search(model__gpt__n_embd={"choices": []})),
+        "choices must be a non-empty list",
+    ),
     "unknown distribution field": (
-        lambda w: bad(w, **search(model__dropout={"low": 0.0, "high": 0.3, "lg": True})),
-        "search.model.dropout: unknown field 'lg'",
+        lambda w: bad(w, **search(model__gpt__dropout={"low": 0.0, "high": 0.3, "lg": True})),
+        "search.model.gpt.dropout: unknown field 'lg'",
     ),
     "zero trials": (lambda w: bad(w, n_trials=0), "n_trials: 0 should be a positive number of trials"),
     "zero trials on the command line": (lambda w: [*bad(w), "--n_trials", "0"], "--n_trials: 0 should be"),
     "no valid model": (
-        lambda w: bad(w, **search(model__n_embd={"choices": [30, 50]}, model__n_head={"choices": [4, 8]})),
-        "search: no combination of model.n_head, model.n_embd gives a valid model",
+        lambda w: bad(w, **search(model__gpt__n_embd={"choices": [30, 50]}, model__gpt__n_head={"choices": [4, 8]})),
+        "search: no combination of model.gpt.n_embd, model.gpt.n_head gives a valid model",
     ),
     "storage that cannot be opened": (
         lambda w: [*bad(w), "--storage", f"sqlite:///{w / 'a_file' / 'study.db'}"],
@@ -354,17 +359,35 @@ CASES: dict[str, tuple[Any, str]] = {
     ),
     "storage of an unknown kind": (lambda w: [*bad(w), "--storage", "nosuchdb://host/db"], "--storage: cannot open"),
     "study with another search space": (
-        lambda w: bad(w, **search(model__learning_rate={"low": 1e-4, "high": 1e-2, "log": True})),
+        lambda w: bad(
+            w,
+            **search(
+                model__learning_rate={"low": 1e-4, "high": 1e-2, "log": True}, model__gpt__n_embd={"choices": [16, 32]}
+            ),
+        ),
         "search.model.learning_rate: the study 'tiny' in sqlite:///",
     ),
     "study with another objective": (lambda w: bad(w, objective="val/bits_per_char"), "objective: the study 'tiny'"),
     "unknown objective": (lambda w: bad(w, objective="val/accuracy"), "objective: 'val/accuracy' is not one of"),
     "unknown pruner": (lambda w: bad(w, pruner="asha"), "pruner.name: unknown pruner 'asha'"),
     "enqueued value outside the space": (
-        lambda w: bad(w, enqueue=[{"model.n_embd": 64}]),
-        "enqueue[0].model.n_embd: 64 is outside its distribution",
+        lambda w: bad(w, enqueue=[{"model.gpt.n_embd": 64}]),
+        "enqueue[0].model.gpt.n_embd: 64 is outside its distribution",
     ),
     "show before any trial": (lambda w: [*bad(w, name="never"), "--show"], "no study yet at"),
+    "--set of a value the fit parser refuses": (
+        lambda w: [*bad(w, name="other"), "--set", "trainer.max_steps=lots"],
+        "fixed.trainer.max_steps: 'lots' is refused by the fit parser",
+    ),
+    "--set of a searched key": (
+        lambda w: [*bad(w), "--set", "model.learning_rate=0.01"],
+        "--set model.learning_rate: it is searched in",
+    ),
+    "--set that is not KEY=VALUE": (lambda w: [*bad(w), "--set", "trainer.max_steps"], "write KEY=VALUE"),
+    "--set that changes the study's fixed keys": (
+        lambda w: [*bad(w), "--set", "trainer.max_steps=10"],
+        "fixed.trainer.max_steps: the study 'tiny' in sqlite:///",
+    ),
 }
 
 

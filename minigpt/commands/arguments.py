@@ -170,5 +170,13 @@ def sweep_parser() -> argparse.ArgumentParser:
         choices=["median", "hyperband", "none"],
         help="override the file's pruner (its options are dropped), e.g. none to measure what pruning saves",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fix a fit key for every trial, over the file's fixed keys (repeatable), e.g. --set trainer.max_steps=40; "
+        "a study keeps its fixed keys, so a changed sweep needs its own --name",
+    )
     parser.add_argument("--show", action="store_true", help="print the trials of an existing study; train nothing")
     return parser

@@ -25,6 +25,7 @@ def run(options: argparse.Namespace) -> None:
         storage=options.storage,
         name=options.name,
         pruner=options.pruner,
+        overrides=options.set,
     )
     # Optuna's own per-trial lines (with tracebacks for failures) would repeat the sweep's.
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from minigpt.commands.arguments import TrainingSetup
 from minigpt.corpus.sources import check_readable_file
 from minigpt.data import TextDataModule
 from minigpt.errors import MinigptError
+from minigpt.lightning_cli import ignore_known_warnings
+from minigpt.model import GPTConfig
 from minigpt.module import LanguageModel
 from minigpt.tokenizers import TokenizerSpec, trainable_kinds
 
@@ -93,13 +94,7 @@ def _measure(
 def _train(label: str, data: TextDataModule, setup: TrainingSetup, output: Path) -> tuple[float, float]:
     pl.seed_everything(setup.seed, verbose=False)
     model = LanguageModel(
-        vocab_size=data.vocab_size,
-        block_size=setup.block_size,
-        n_layer=setup.n_layer,
-        n_head=setup.n_head,
-        n_embd=setup.n_embd,
-        dropout=0.0,
-        bias=False,
+        gpt=GPTConfig(n_layer=setup.n_layer, n_head=setup.n_head, n_embd=setup.n_embd, bias=False),
         learning_rate=setup.learning_rate,
         min_lr=setup.learning_rate / 10,
         warmup_steps=max(1, min(100, setup.steps // 10)),
@@ -147,8 +142,7 @@ def run_compare(options: argparse.Namespace) -> None:
     output = Path(options.output)
     # One table is the output: keep Lightning's per-run banners out of it.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    ignore_known_warnings()
     rows = compare_tokenizers(path, options.tokenizers, setup, output, options.val_fraction)
     table = markdown_table(rows, setup)
     output.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -78,19 +77,3 @@ def build_splits(
     loaded = load_splits(folder)
     assert loaded is not None
     return loaded
-
-
-def local_rank() -> int:
-    """This process's rank on its machine, as torchrun, SLURM or Lightning's launcher set it."""
-    for variable in ("LOCAL_RANK", "SLURM_LOCALID"):
-        if os.environ.get(variable, "").isdigit():
-            return int(os.environ[variable])
-    return 0
-
-
-def wait_for_splits(folder: Path, poll_seconds: float = 1.0) -> dict[str, np.ndarray]:
-    """Block until another process (local rank 0) has published the entry in `folder`."""
-    print(f"minigpt: waiting for local rank 0 to build the token cache {folder}", flush=True)
-    while (splits := load_splits(folder)) is None:
-        time.sleep(poll_seconds)
-    return splits

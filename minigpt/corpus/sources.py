@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minigpt.errors import MinigptError
+from minigpt.files import atomic_file
 
 DATA_DIR_ENV = "MINIGPT_DATA_DIR"
 CACHE_DIR_ENV = "MINIGPT_CACHE_DIR"
@@ -76,33 +76,35 @@ def download(known: KnownFile, destination: Path) -> None:
     """Fetch `known.url` to `destination`, checking its sha256; the file appears only when complete."""
     from tqdm.auto import tqdm  # a dependency of lightning; only needed here
 
-    destination.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    with tempfile.NamedTemporaryFile(dir=destination.parent, suffix=".part", delete=False) as tmp:
-        partial = Path(tmp.name)
-        try:
-            with urllib.request.urlopen(known.url, timeout=30) as response:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {known.filename}") as bar:
-                    while chunk := response.read(1 << 16):
-                        tmp.write(chunk)
-                        digest.update(chunk)
-                        bar.update(len(chunk))
-        except (urllib.error.URLError, OSError) as error:
-            partial.unlink(missing_ok=True)
-            reason = getattr(error, "reason", error)
-            raise MinigptError(
-                f"could not download {known.url} ({reason}); provide the file instead: pass data.path=FILE, "
-                f"set ${DATA_DIR_ENV} so that ${DATA_DIR_ENV}/{known.relative_path} exists, "
-                f"or put it at {destination}"
-            ) from None
-    if known.sha256 and digest.hexdigest() != known.sha256:
-        partial.unlink(missing_ok=True)
+    try:
+        with atomic_file(destination, "wb") as file:
+            try:
+                with urllib.request.urlopen(known.url, timeout=30) as response:
+                    total = int(response.headers.get("Content-Length") or 0) or None
+                    with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {known.filename}") as bar:
+                        while chunk := response.read(1 << 16):
+                            file.write(chunk)
+                            digest.update(chunk)
+                            bar.update(len(chunk))
+            except (urllib.error.URLError, OSError) as error:
+                reason = getattr(error, "reason", error)
+                raise MinigptError(
+                    f"could not download {known.url} ({reason}); provide the file instead: pass data.path=FILE, "
+                    f"set ${DATA_DIR_ENV} so that ${DATA_DIR_ENV}/{known.relative_path} exists, "
+                    f"or put it at {destination}"
+                ) from None
+            if known.sha256 and digest.hexdigest() != known.sha256:
+                raise ChecksumMismatch(digest.hexdigest())
+    except ChecksumMismatch as mismatch:
         raise MinigptError(
-            f"download of {known.url} has sha256 {digest.hexdigest()}, expected {known.sha256}; "
+            f"download of {known.url} has sha256 {mismatch.args[0]}, expected {known.sha256}; "
             "the file was discarded, try again or provide a copy with data.path"
-        )
-    os.replace(partial, destination)
+        ) from None
+
+
+class ChecksumMismatch(Exception):
+    """A download whose bytes are not the ones expected: raised inside the write so it is discarded."""
 
 
 def not_utf8(

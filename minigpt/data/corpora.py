@@ -9,6 +9,7 @@ from minigpt.corpus.sources import KnownDirectory, KnownFile, resolve_directory
 from minigpt.corpus.streaming import TextFile, TextSource
 from minigpt.data.text import TextDataModule
 from minigpt.errors import MinigptError, first_line
+from minigpt.files import atomic_file
 from minigpt.tokenizers import TokenizerSpec
 
 
@@ -95,18 +96,15 @@ class WikiText103(TextDataModule):
             destination = folder / filename
             if destination.is_file():
                 continue
-            partial = destination.with_suffix(".part")
             try:
                 rows = load_dataset(name, config, split=split, streaming=True)
-                with partial.open("w", encoding="utf-8") as out:
+                with atomic_file(destination) as out:
                     for row in rows:
                         out.write(row["text"])
             except Exception as error:  # datasets raises many kinds (connection, hub, file system)
-                partial.unlink(missing_ok=True)
                 raise MinigptError(
                     f"could not download {name} ({config}) {split} split ({first_line(error)}); provide the files "
                     "instead: "
                     f"pass data.path=FOLDER holding {', '.join(cls.standard_files.values())}, or set "
                     f"$MINIGPT_DATA_DIR so that $MINIGPT_DATA_DIR/wikitext/ holds them"
                 ) from None
-            partial.replace(destination)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
@@ -11,12 +10,13 @@ from typing import ClassVar, Literal
 import numpy as np
 from torch.utils.data import DataLoader
 
-from minigpt.corpus.cache import build_splits, cache_key, load_splits, local_rank, wait_for_splits
+from minigpt.corpus.cache import build_splits, cache_key, load_splits
 from minigpt.corpus.sources import cache_root, decode_text, resolve_file
 from minigpt.corpus.streaming import DecodeErrors, InMemoryText, TextSource, default_workers
 from minigpt.data.base import TokenDataModule
 from minigpt.data.windows import EpochWindowBatches, RandomWindowBatches, SequentialWindows
 from minigpt.errors import MinigptError
+from minigpt.files import write_text_atomic
 from minigpt.pretrained import load_tokenizer
 from minigpt.tokenizers import Tokenizer, TokenizerSpec, tokenizer_from_json
 
@@ -112,10 +112,9 @@ class TextDataModule(TokenDataModule):
             tokenizer = self._tokenizer(sources, fingerprints)
         parts = [part for name in sorted(sources) for part in (name, fingerprints[name])]
         folder = self.cache_dir / cache_key(*parts, tokenizer.to_json())
+        # Lightning runs prepare_data on one process per machine before any other calls setup,
+        # so the other ranks find the entry that one built.
         splits = load_splits(folder)
-        if splits is None and local_rank() > 0:
-            # Under torchrun/SLURM all ranks start at once: one per machine tokenizes, the rest wait.
-            splits = wait_for_splits(folder)
         if splits is None:
             workers = self.tokenize_workers
             if workers is None:
@@ -140,18 +139,10 @@ class TextDataModule(TokenDataModule):
         learned_from = list(sources) if spec.tokenizer_class.learns_from_every_split else ["train"]
         key = cache_key(spec.fingerprint(), *(fingerprints[name] for name in learned_from))
         saved = self.cache_dir / "tokenizers" / f"{key}.json"
-        if not saved.is_file() and local_rank() > 0:
-            # Ranks must agree on the tokenizer (it names the token cache): local rank 0 trains it.
-            print(f"minigpt: waiting for local rank 0 to train the tokenizer {saved}", flush=True)
-            while not saved.is_file():
-                time.sleep(1.0)
         if saved.is_file():
             return tokenizer_from_json(saved.read_text(), source=str(saved))
         tokenizer = spec.train(chain.from_iterable(sources[name].chunks() for name in learned_from))
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        partial = saved.with_suffix(f".{id(self)}.part")
-        partial.write_text(tokenizer.to_json())
-        partial.replace(saved)
+        write_text_atomic(saved, tokenizer.to_json())
         return tokenizer
 
     def split(self, name: str) -> np.ndarray:

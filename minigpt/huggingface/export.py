@@ -29,7 +29,7 @@ from minigpt.huggingface.llama import (
     qwen3_config,
     qwen3_tensors,
 )
-from minigpt.model import GPT, GPTConfig
+from minigpt.model import CONFIG_KEY, GPT, GPTConfig
 from minigpt.tokenizers import Tokenizer
 
 EXPORTED_FILES = (
@@ -53,7 +53,7 @@ class Architecture:
 
     def differences(self, config: GPTConfig) -> list[str]:
         return [
-            f"model.{key}: {getattr(config, key)}"
+            f"{CONFIG_KEY}.{key}: {getattr(config, key)}"
             for key, value in self.layout.items()
             if getattr(config, key) != value
         ]

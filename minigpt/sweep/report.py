@@ -7,9 +7,7 @@ worker writing the same file) never sees half of it.
 from __future__ import annotations
 
 import math
-import os
 import statistics
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +19,8 @@ from optuna.trial import FrozenTrial, TrialState
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from minigpt.sweep.base import base_args, print_config
+from minigpt.files import atomic_file, write_text_atomic
+from minigpt.sweep.base import FitParser, base_args
 from minigpt.sweep.spec import SweepSpec, cli_value, override_args
 from minigpt.sweep.storage import counts_toward_total
 
@@ -33,26 +32,6 @@ STATE_NAMES = {
     TrialState.RUNNING: "running",
     TrialState.WAITING: "queued",
 }
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        # mkstemp makes the file private; results are as readable as any file the user writes.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def write_text(path: Path, text: str) -> None:
-    write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 def shown_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -180,9 +159,7 @@ def best_config(spec: SweepSpec, base_config: dict[str, Any], best: FrozenTrial)
     if best.user_attrs.get("log_dir") and saved.is_file():
         config = yaml.safe_load(saved.read_text(encoding="utf-8"))
     else:  # run by a worker whose files this machine cannot see: resolve it again
-        config, _ = print_config([*base_args(spec), *override_args(best.params)])
-        if config is None:
-            raise RuntimeError(f"the config of trial {best.number} no longer parses")
+        config = FitParser().resolved([*base_args(spec), *override_args(best.params)])
     trainer = config.setdefault("trainer", {})
     # Where the trial wrote its run, and how many devices the sweep gave it, are the sweep's business.
     trainer["default_root_dir"] = None
@@ -202,7 +179,7 @@ def write_best_yaml(spec: SweepSpec, base_config: dict[str, Any], study: optuna.
         f"# {spec.base.name} with the sweep's fixed keys and {params}.\n"
         f"# minigpt fit --config {spec.output / 'best.yaml'}\n"
     )
-    write_text(spec.output / "best.yaml", header + yaml.safe_dump(config, sort_keys=False))
+    write_text_atomic(spec.output / "best.yaml", header + yaml.safe_dump(config, sort_keys=False))
 
 
 def write_plots(spec: SweepSpec, study: optuna.Study) -> None:
@@ -236,12 +213,13 @@ def write_plots(spec: SweepSpec, study: optuna.Study) -> None:
         figure = axis.figure
         figure.set_size_inches(8, 4.5)
         figure.tight_layout()
-        write_atomic(spec.output / name, lambda temporary, figure=figure: figure.savefig(temporary, dpi=90))
+        with atomic_file(spec.output / name, "wb") as file:
+            figure.savefig(file, format="png", dpi=90)
         plt.close(figure)
 
 
 def write_reports(spec: SweepSpec, base_config: dict[str, Any], study: optuna.Study) -> None:
-    write_text(spec.output / "summary.md", summary_markdown(spec, study))
+    write_text_atomic(spec.output / "summary.md", summary_markdown(spec, study))
     write_best_yaml(spec, base_config, study)
     write_plots(spec, study)
 

@@ -30,10 +30,10 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from minigpt.commands.train import run_lightning_cli
 from minigpt.errors import MinigptError
+from minigpt.lightning_cli import run_lightning_cli
 from minigpt.sweep import report
-from minigpt.sweep.base import BaseConfig
+from minigpt.sweep.base import BaseConfig, base_args
 from minigpt.sweep.pruning import PruningCallback
 from minigpt.sweep.spec import Param, SweepSpec, cli_value, override_args
 from minigpt.sweep.storage import counts_toward_total, fail_dead_trials, retry_trial, worker_id
@@ -168,9 +168,7 @@ class Sweep:
     def trial_args(self, params: dict[str, Any], folder: Path) -> list[str]:
         return [
             "fit",
-            "--config",
-            str(self.spec.base),
-            *override_args(self.spec.fixed),
+            *base_args(self.spec),
             *override_args(params),
             "--trainer.default_root_dir",
             str(folder),
@@ -270,10 +268,7 @@ class Sweep:
 
 
 def run_fit(args: list[str], callback: PruningCallback) -> Any:
-    with warnings.catch_warnings():
-        # Trials pass their own args while sys.argv holds the sweep's, on purpose.
-        warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
-        return run_lightning_cli(args, extra_callbacks=[callback], resume_hint=False)
+    return run_lightning_cli(args, extra_callbacks=[callback], resume_hint=False)
 
 
 def restore_sigint() -> None:

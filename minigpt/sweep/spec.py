@@ -172,10 +172,12 @@ def load_spec(
     storage: str | None = None,
     name: str | None = None,
     pruner: str | None = None,
+    overrides: list[str] | None = None,
 ) -> SweepSpec:
     """Read and check a sweep file; the command-line flags given (not None) win over it.
 
-    `name` also moves the default output folder to sweeps/<name>.
+    `name` also moves the default output folder to sweeps/<name>; `overrides` ("KEY=VALUE", from
+    --set) fix keys for every trial over the file's `fixed`.
     """
     if not path.is_file():
         raise MinigptError(f"--config: {path} does not exist; pass a sweep file such as configs/sweep-small.yaml")
@@ -199,6 +201,12 @@ def load_spec(
     base = _base_path(check, path, raw.get("base"))
     fixed = _fixed(check, raw.get("fixed") or {})
     search = _search(check, raw.get("search"), fixed)
+    for key, value in _overrides(path, overrides or []).items():
+        if key in search:
+            raise MinigptError(
+                f"--set {key}: it is searched in {path}; remove it from search there to fix it for every trial"
+            )
+        fixed[key] = value
     objective = raw.get("objective", "val/loss")
     if objective not in OBJECTIVES:
         raise check.fail("objective", f"{objective!r} is not one of {', '.join(OBJECTIVES)} (both are minimised)")
@@ -243,7 +251,7 @@ def _base_path(check: _Checker, path: Path, base: Any) -> Path:
 
 def _check_key(check: _Checker, section: str, key: Any) -> str:
     if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
-        raise check.fail(f"{section}.{key}", "not a dotted key of the fit config, such as model.n_embd")
+        raise check.fail(f"{section}.{key}", "not a dotted key of the fit config, such as model.gpt.n_embd")
     if key in RESERVED_KEYS:
         raise check.fail(f"{section}.{key}", "is set by the sweep itself (each trial has its own folder)")
     return key
@@ -255,9 +263,27 @@ def _fixed(check: _Checker, fixed: Any) -> dict[str, Any]:
     return {_check_key(check, "fixed", key): value for key, value in fixed.items()}
 
 
+def _overrides(path: Path, overrides: list[str]) -> dict[str, Any]:
+    """--set KEY=VALUE pairs, their values read as YAML (as in the sweep file)."""
+    values = {}
+    for override in overrides:
+        key, equals, text = override.partition("=")
+        if not equals or not KEY_PATTERN.fullmatch(key):
+            raise MinigptError(f"--set {override!r}: write KEY=VALUE with a dotted fit key, e.g. trainer.max_steps=40")
+        if key in RESERVED_KEYS:
+            raise MinigptError(f"--set {key}: is set by the sweep itself (each trial has its own folder)")
+        try:
+            values[key] = yaml.load(text, Loader=_Loader)
+        except yaml.YAMLError as error:
+            raise MinigptError(f"--set {key}: {text!r} is not a YAML value ({first_line(error)})") from None
+    return values
+
+
 def _search(check: _Checker, search: Any, fixed: dict[str, Any]) -> dict[str, Param]:
     if not isinstance(search, dict) or not search:
-        raise check.fail("search", "missing or empty; give at least one key, e.g. model.n_embd: {choices: [64, 128]}")
+        raise check.fail(
+            "search", "missing or empty; give at least one key, e.g. model.gpt.n_embd: {choices: [64, 128]}"
+        )
     params = {}
     for key, raw in search.items():
         _check_key(check, "search", key)

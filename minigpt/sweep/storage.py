@@ -28,8 +28,8 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from minigpt.commands.train import check_writable
 from minigpt.errors import MinigptError, first_line
+from minigpt.files import check_writable
 from minigpt.sweep.spec import SweepSpec
 
 JOURNAL_PREFIX = "journal:"
@@ -37,6 +37,7 @@ JOURNAL_PREFIX = "journal:"
 # every time (say, the kernel's out-of-memory killer) is given up on after this many tries.
 MAX_RETRIES = 2
 SPACE_ATTR = "minigpt_search_space"
+FIXED_ATTR = "minigpt_fixed"
 CREATE_ATTEMPTS = 5
 OBJECTIVE_ATTR = "minigpt_objective"
 
@@ -157,6 +158,7 @@ def open_study(spec: SweepSpec, storage: Any, *, create: bool, sampler: Any = No
         # New (here, or by a worker started at the same moment that has not labelled it yet).
         study.set_user_attr(OBJECTIVE_ATTR, spec.objective)
         study.set_user_attr(SPACE_ATTR, spec.space())
+        study.set_user_attr(FIXED_ATTR, spec.fixed)
     check_same_study(spec, study)
     return study
 
@@ -174,6 +176,18 @@ def check_same_study(spec: SweepSpec, study: Any) -> None:
     if stored_objective != spec.objective:
         raise MinigptError(
             f"{spec.path}: objective: {where} minimises {stored_objective}, the sweep file says {spec.objective}; {fix}"
+        )
+    # Trials of one study compare only when every trial ran with the same fixed keys. (Studies
+    # made before the fixed keys were recorded have none to compare.)
+    stored_fixed = study.user_attrs.get(FIXED_ATTR)
+    fixed = json.loads(json.dumps(spec.fixed))
+    if stored_fixed is not None and stored_fixed != fixed:
+        key = next(key for key in sorted(set(stored_fixed) | set(fixed)) if stored_fixed.get(key) != fixed.get(key))
+        was = json.dumps(stored_fixed[key]) if key in stored_fixed else "not fixed"
+        now = json.dumps(fixed[key]) if key in fixed else "not fixed"
+        raise MinigptError(
+            f"{spec.path}: fixed.{key}: {where} was created with {key}: {was}, now {now} (from the file or --set); "
+            "give the changed sweep its own study with --name NAME"
         )
     space = json.loads(json.dumps(spec.space()))
     if stored == space:

@@ -1,8 +1,10 @@
-"""`minigpt fit | validate | test`: LightningCLI over LanguageModel and any minigpt data module.
+"""The Lightning wiring: LightningCLI over LanguageModel and any minigpt data module, and the one
+entry that runs it (`run_lightning_cli`), used by `minigpt fit | validate | test | predict` and by
+every sweep trial.
 
 `fit --ckpt_path X` resumes the run that wrote X: weights, optimizer, step, schedule and the
-model hyperparameters stored in X (LightningCLI merges them over the config). A config with
-`finetune: true` makes the same flag a starting point instead (`start_from_checkpoint`).
+model hyperparameters stored in X (merged over the config). A config with `finetune: true`
+makes the same flag a starting point instead (`start_from_checkpoint`).
 """
 
 from __future__ import annotations
@@ -11,22 +13,22 @@ import difflib
 import os
 import re
 import sys
-import tempfile
 import warnings
 from argparse import ArgumentError
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, set_parsing_settings
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from minigpt.atomic_io import AtomicCheckpointIO, remove_stale_partials
+from minigpt.atomic_io import AtomicCheckpointIO
 from minigpt.callbacks import (
     CpuThreads,
     GracefulInterrupt,
@@ -40,10 +42,15 @@ from minigpt.checkpoint import read_checkpoint
 from minigpt.data import __all__ as DATA_MODULE_NAMES
 from minigpt.errors import MinigptError, first_line
 from minigpt.evaluation import TextSample
+from minigpt.files import check_writable, remove_stale_partials
 from minigpt.huggingface.hub import FILE_SUFFIXES, HUB_NAME, check_source
+from minigpt.model import CONFIG_KEY, GPTConfig
 from minigpt.module import LanguageModel
-from minigpt.progress import RunLogger, StepProgressBar
+from minigpt.progress import RunLogger, RunSettings, StepProgressBar
 from minigpt.tokenizers import TokenizerSpec
+
+# GPTConfig's field docstrings are the help of the model.gpt.* keys.
+set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 DATA_MODULES = [f"minigpt.data.{name}" for name in DATA_MODULE_NAMES]
 TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
@@ -51,6 +58,27 @@ TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false",
 NESTED_HELP = {"--data.tokenizer.help": ("data.tokenizer", TokenizerSpec)}
 # Values of --ckpt_path that Lightning resolves itself rather than reading a file.
 LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")
+GPT_FIELDS = tuple(field.name for field in fields(GPTConfig))
+# Keys of earlier minigpt versions, and where their values go now.
+MOVED_KEYS = {
+    **{f"model.{name}": f"{CONFIG_KEY}.{name}" for name in GPT_FIELDS},
+    "model.preset": f"{CONFIG_KEY} (write the preset's values there, e.g. n_layer: 6, n_head: 6, n_embd: 384)",
+}
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# Warnings Lightning gives on every minigpt run that tell a user nothing to act on: the one list.
+KNOWN_WARNINGS = (
+    # Batches are built in-process by design (a numpy gather per step); more workers only add IPC.
+    r".*does not have many workers.*",
+    # minigpt hands LightningCLI its own command line (the words after `minigpt`) as `args`.
+    r"LightningCLI's args parameter is intended.*",
+    # Lightning 2.6 on torch 2.13 warns about its own pytree use on every run.
+    r".*isinstance\(treespec, LeafSpec\).*",
+)
+
+
+def ignore_known_warnings() -> None:
+    for message in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
 
 
 def default_precision() -> str:
@@ -68,11 +96,11 @@ def is_model_directory_or_hub_name(source: str) -> bool:
 def start_from_checkpoint(config: Any) -> None:
     """`finetune: true`: the checkpoint given as --ckpt_path becomes `model.init_from`.
 
-    Two things `fit --ckpt_path` would otherwise do must not happen to a fine-tune: LightningCLI
-    merging the checkpoint's hyperparameters over the config (it does so after `parse_arguments`,
-    and only while `ckpt_path` is set), and Lightning restoring the optimizer, loops and step (it
-    does so when `ckpt_path` reaches `Trainer.fit`). Clearing `ckpt_path` here stops both: the
-    run starts at step 0 with a fresh optimizer and schedule, and every value is the config's.
+    Two things `fit --ckpt_path` would otherwise do must not happen to a fine-tune: merging the
+    checkpoint's hyperparameters over the config (`_parse_ckpt_path`, only while `ckpt_path` is
+    set), and Lightning restoring the optimizer, loops and step (it does so when `ckpt_path`
+    reaches `Trainer.fit`). Clearing `ckpt_path` here stops both: the run starts at step 0 with
+    a fresh optimizer and schedule, and every value is the config's.
     `tests/test_finetune.py` pins both behaviours against Lightning upgrades.
     """
     ckpt_path, init_from = config.get("ckpt_path"), config.model.get("init_from")
@@ -87,10 +115,20 @@ def start_from_checkpoint(config: Any) -> None:
         config.ckpt_path = None
 
 
+def resumable_hyperparameters(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The model hyperparameters a checkpoint resumes with, in today's keys: checkpoints written
+    before model.gpt held the architecture as flat model.* values (and a preset)."""
+    hyperparameters = dict(checkpoint.get("hyper_parameters") or {})
+    hyperparameters.pop("_instantiator", None)
+    hyperparameters.pop("preset", None)
+    flat = {name: hyperparameters.pop(name) for name in GPT_FIELDS if name in hyperparameters}
+    if flat and not isinstance(hyperparameters.get("gpt"), dict):
+        hyperparameters["gpt"] = flat
+    return hyperparameters
+
+
 class MinigptCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
-        parser.link_arguments("data.block_size", "model.block_size", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(TextSample, "sample")
         parser.add_lightning_class_args(CpuThreads, "cpu")
@@ -132,11 +170,27 @@ class MinigptCLI(LightningCLI):
             config.finetune = True
             start_from_checkpoint(config)
         elif ckpt_path and ckpt_path not in LIGHTNING_CKPT_NAMES:
-            # Checked before LightningCLI reads the file's hyperparameters, which would fail with
-            # a traceback on a missing or foreign file.
-            read_checkpoint(ckpt_path)
-            # The interrupted run that wrote it may have left half a checkpoint write behind.
+            # The interrupted run that wrote it may have left half a checkpoint write behind
+            # (in a folder of its own, maybe outside this run's root).
             remove_stale_partials(Path(ckpt_path).parent)
+
+    def _parse_ckpt_path(self) -> None:
+        """A resumed run takes the model hyperparameters stored in its checkpoint (LightningCLI's
+        rule), read here with one-line errors for a missing or foreign file, and in today's keys."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or ckpt_path in LIGHTNING_CKPT_NAMES:
+            return
+        hyperparameters = resumable_hyperparameters(read_checkpoint(ckpt_path))
+        if not hyperparameters:
+            return
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hyperparameters}}, self.config)
+        except ArgumentError as error:
+            raise MinigptError(
+                f"--ckpt_path: {ckpt_path} holds model settings this minigpt cannot read ({first_line(error)}); "
+                "resume it with the minigpt version that wrote it, or fine-tune from it (finetune: true)"
+            ) from None
 
     def instantiate_classes(self) -> None:
         # jsonargparse wraps errors raised while building a class in its own ValueError;
@@ -161,18 +215,25 @@ class MinigptCLI(LightningCLI):
         elif trainer_config.get("logger") in (None, True):
             root = trainer_config.get("default_root_dir") or os.getcwd()
             kwargs["logger"] = RunLogger(save_dir=root, name="lightning_logs")
+        callbacks = [*(trainer_config.get("callbacks") or []), RunSettings()]
         if trainer_config.get("enable_progress_bar") is not False:
-            kwargs["callbacks"] = [*(trainer_config.get("callbacks") or []), StepProgressBar()]
+            callbacks.append(StepProgressBar())
+        kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
-    def before_fit(self) -> None:
-        if isinstance(self.trainer.logger, RunLogger):
-            self.trainer.logger.run_settings = run_settings(self.trainer, self.datamodule, self.model)
+    def _run_subcommand(self, subcommand: str) -> None:
+        ckpt_path = self.config[subcommand].get("ckpt_path")
+        if ckpt_path and ckpt_path not in LIGHTNING_CKPT_NAMES and isinstance(self.model, LanguageModel):
+            self.model.resumes_from = ckpt_path
+        super()._run_subcommand(subcommand)
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config)
         root = config.get("trainer", {}).get("default_root_dir") or os.getcwd()
         check_writable(Path(root), "trainer.default_root_dir")
+        # Checkpoint writes that a kill interrupted in earlier runs: nobody will finish them.
+        for folder in Path(root).glob("lightning_logs/version_*/checkpoints"):
+            remove_stale_partials(folder)
         # The data module encodes with the tokenizer of the weights the run starts from.
         data_args = config.get("data") and config.data.get("init_args")
         if data_args is None or "tokenizer_from" not in data_args or data_args.tokenizer_from is not None:
@@ -186,7 +247,36 @@ class MinigptCLI(LightningCLI):
             data_args.tokenizer_from = ckpt_path
 
 
-def one_line_parse_error(message: str, subcommand: str, parser: LightningArgumentParser) -> str:
+class _ParserOnly(MinigptCLI):
+    """Builds the parsers and stops before parsing anything (see `fit_parser`)."""
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Sequence[str] | None) -> None:
+        raise _ParsersReady(self._subcommand_parsers)
+
+
+class _ParsersReady(Exception):
+    def __init__(self, parsers: dict[str, LightningArgumentParser]) -> None:
+        super().__init__("parsers built")
+        self.parsers = parsers
+
+
+def fit_parser() -> LightningArgumentParser:
+    """The parser of `minigpt fit`, the very one a run uses, without parsing or running anything:
+    it knows every key of the fit config and its type (the sweep checks its keys with it)."""
+    try:
+        _ParserOnly(**cli_arguments(()))
+    except _ParsersReady as ready:
+        return ready.parsers["fit"]
+    raise AssertionError("LightningCLI parsed arguments without calling parse_arguments")
+
+
+def moved_key_message(key: str) -> str | None:
+    """A one-line pointer for a key of an earlier minigpt version, or None."""
+    new = MOVED_KEYS.get(key)
+    return None if new is None else f"{key} moved to {new}"
+
+
+def one_line_parse_error(message: str, subcommand: str, parser: ArgumentParser) -> str:
     """LightningCLI's parsing error (often many lines after a long usage) as one line that names
     the key or file and what to do."""
     usage = f"`minigpt {subcommand} --help` lists the options"
@@ -196,14 +286,15 @@ def one_line_parse_error(message: str, subcommand: str, parser: LightningArgumen
         close = difflib.get_close_matches(key, keys, n=1)
         return f" (did you mean {close[0]}?)" if close else ""
 
+    def unknown(key: str, where: str) -> str:
+        return moved_key_message(key) or f"unknown {where}{key}{suggestion(key)}; {usage}"
+
     if match := re.search(r"unrecognized arguments: --?(\S+)", message):
-        key = match.group(1).split("=")[0]
-        return f"unknown option --{key}{suggestion(key)}; {usage}"
+        return unknown(match.group(1).split("=")[0], "option --")
+    if match := re.search(r"Group '([^']+)' does not accept option '([^']+)'", message):
+        return unknown(f"{match.group(1)}.{match.group(2)}", "key ") + " (in the config)"
     if match := re.search(r"does not accept option '([^']+)'", message):
-        return f"unknown key {match.group(1)}{suggestion(match.group(1))} in the config; {usage}"
-    if match := re.search(r"argument data\.(\w+) --> model\.\1", message):
-        name = match.group(1)
-        return f"model.{name} is set from data.{name}: set --data.{name} instead"
+        return unknown(match.group(1), "key ") + " (in the config)"
     if "the following arguments are required" in message and f"{subcommand}.data" in message:
         return (
             f"minigpt {subcommand} needs a config: pass --config FILE, e.g. --config configs/pretrain-small.yaml "
@@ -254,39 +345,30 @@ def check_config_files(args: Sequence[str]) -> None:
             raise MinigptError(f"--config: {path} is not valid YAML ({problem}{where}); fix that line") from None
 
 
-def run_settings(trainer: Trainer, datamodule: LightningDataModule, module: LanguageModel) -> dict[str, Any]:
-    """What shapes a run, for TensorBoard's HParams tab: the network as built (presets and
-    init_from resolved), the data and the trainer settings."""
-    tokenizer = getattr(datamodule, "tokenizer", None)
-    return {
-        **module.model.config.to_dict(),
-        "data": type(datamodule).__name__,
-        "data.batch_size": getattr(datamodule, "batch_size", None),
-        "data.block_size": getattr(datamodule, "block_size", None),
-        "data.tokenizer": f"{tokenizer.kind}:{tokenizer.vocab_size}" if tokenizer is not None else None,
-        "trainer.max_steps": trainer.max_steps,
-        "trainer.precision": trainer.precision,
-        "trainer.accumulate_grad_batches": trainer.accumulate_grad_batches,
-        "trainer.gradient_clip_val": trainer.gradient_clip_val,
-        "trainer.world_size": trainer.world_size,
-    }
-
-
-def find_cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+def find_cause(error: BaseException | None, kind: type[BaseException]) -> BaseException | None:
     while error is not None and not isinstance(error, kind):
         error = error.__cause__ or error.__context__
     return error
 
 
-def check_writable(folder: Path, key: str, fix: str = "pass a writable folder with --trainer.default_root_dir") -> None:
-    """Create `folder`, and fail before any training, not at the first checkpoint, when it cannot
-    be written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise MinigptError(f"{key}: cannot write run output to {folder} ({error.strerror or error}); {fix}") from None
+def cli_arguments(args: Sequence[str], callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """MinigptCLI's arguments for the command line `args`, with `callbacks` in every run."""
+    return dict(
+        model_class=LanguageModel,
+        # Any data module with `vocab_size` and `block_size`: text windows or instruction records.
+        datamodule_class=LightningDataModule,
+        subclass_mode_data=True,
+        trainer_defaults={"callbacks": list(callbacks)},
+        save_config_callback=None if args and args[0] == "predict" else SaveConfigCallback,
+        save_config_kwargs={"overwrite": True},
+        # Parsing errors come back as exceptions, to be told in one line (`one_line_parse_error`).
+        parser_kwargs={
+            "description": "Train small GPTs. `minigpt --help` lists the other commands.",
+            "exit_on_error": False,
+            **{name: {"exit_on_error": False} for name in SUBCOMMANDS},
+        },
+        args=list(args),
+    )
 
 
 def run_lightning_cli(
@@ -297,15 +379,10 @@ def run_lightning_cli(
     A run stopped by a signal says where its checkpoint is, and (with `resume_hint`) the command
     that resumes it; a caller with its own way to resume (a sweep) turns that off.
     """
-    # Batches are built in-process by design (a numpy gather per step); more workers only add IPC.
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    # minigpt hands LightningCLI its own command line (the words after `minigpt`) as `args`.
-    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended.*")
-    # Lightning 2.6 on torch 2.13 warns about its own pytree use on every run.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    ignore_known_warnings()
     for flag, (key, settings) in NESTED_HELP.items():
         if flag in args:
-            parser = ArgumentParser(prog=f"minigpt fit --{key}", description=settings.__doc__.splitlines()[0])
+            parser = ArgumentParser(prog=f"minigpt fit --{key}", description=(settings.__doc__ or "").splitlines()[0])
             parser.add_class_arguments(settings, key)
             parser.print_help()
             sys.exit(0)
@@ -314,31 +391,8 @@ def run_lightning_cli(
     if args and args[0] == "predict" and not chosen:
         args = ["predict", "--data=minigpt.data.Prompts", *args[1:]]
     interrupt = GracefulInterrupt()
-    cli = MinigptCLI(
-        LanguageModel,
-        # Any data module with `vocab_size` and `block_size`: text windows or instruction records.
-        LightningDataModule,
-        subclass_mode_data=True,
-        trainer_defaults={
-            "callbacks": [
-                ThroughputLogger(),
-                OptimizationLogger(),
-                RandomState(),
-                RemoveEmptyRun(),
-                interrupt,
-                *extra_callbacks,
-            ]
-        },
-        save_config_callback=None if args and args[0] == "predict" else SaveConfigCallback,
-        save_config_kwargs={"overwrite": True},
-        # Parsing errors come back as exceptions, to be told in one line (`one_line_parse_error`).
-        parser_kwargs={
-            "description": "Train small GPTs. `minigpt --help` lists the other commands.",
-            "exit_on_error": False,
-            **{name: {"exit_on_error": False} for name in ("fit", "validate", "test", "predict")},
-        },
-        args=list(args),
-    )
+    callbacks = [ThroughputLogger(), OptimizationLogger(), RandomState(), RemoveEmptyRun(), interrupt]
+    cli = MinigptCLI(**cli_arguments(args, [*callbacks, *extra_callbacks]))
     if interrupt.signal is not None:
         if interrupt.checkpoint_path is not None and cli.trainer.is_global_zero:
             print(
@@ -351,7 +405,3 @@ def run_lightning_cli(
                 print(f"minigpt: resume with: {resume}", file=sys.stderr)
         sys.exit(128 + interrupt.signal)
     return cli
-
-
-def run(args: Sequence[str]) -> None:
-    run_lightning_cli(args)
