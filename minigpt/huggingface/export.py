@@ -98,6 +98,8 @@ def tokenizer_config(tokenizer: Tokenizer, block_size: int) -> dict[str, Any]:
         # Decoding must give back the exact text: no space clean-up, no prefix space.
         "clean_up_tokenization_spaces": False,
         "add_prefix_space": False,
+        # A character vocabulary spells `<|endoftext|>` in text character by character.
+        "split_special_tokens": not tokenizer.matches_special_tokens_in_text,
         **{name: text for name, (text, _) in special_tokens(tokenizer).items()},
     }
 
