@@ -15,6 +15,7 @@ from conftest import LINES, SHARED_DATA, tiny_fit_args
 
 from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
+from minigpt.errors import MinigptError
 from minigpt.huggingface.export import EXPORTED_FILES, export_model
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizers import END_OF_TEXT_CHAR, CharTokenizer, PretrainedTokenizer, Tokenizer, TokenizerSpec
@@ -23,11 +24,14 @@ transformers = pytest.importorskip("transformers")
 
 SHAKESPEARE = SHARED_DATA / "tinyshakespeare" / "input.txt"
 TEXT = SHAKESPEARE.read_text(encoding="utf-8")[-20_000:] if SHAKESPEARE.is_file() else "\n".join(LINES * 40)
-# Runs of spaces, tabs, blank lines, CRLF, accents, emoji, and more text than any context holds.
+# Runs of spaces, tabs, blank lines, CRLF, accents, emoji, special tokens spelled out as text,
+# and more text than any context holds.
 TORTURE = (
     "Hello  world\n\nFirst Citizen:\tBefore we proceed   any further,\r\nhear me speak.\n\n\n"
-    "Café naïve — “quoted” 🙂🎭 ok\t\t  \n   indented\r\n" + "ROMEO: " * 60 + "\u00a0end"
+    "Café naïve — “quoted” 🙂🎭 ok\t\t  \n   indented\r\n" + "ROMEO: " * 60 + "\u00a0end<|endoftext|> <|pad|></s>"
 )
+# Characters that neither Tiny Shakespeare nor TORTURE has.
+UNSEEN = "Straße 日本"
 
 
 def gpt2_style_tokenizer() -> PretrainedTokenizer:
@@ -39,17 +43,37 @@ def gpt2_style_tokenizer() -> PretrainedTokenizer:
     return PretrainedTokenizer.from_dict({"kind": "pretrained", "backend": json.loads(bpe._tokenizer.to_str())})
 
 
+def llama_style_tokenizer() -> PretrainedTokenizer:
+    """A SentencePiece-style tokenizer.json as Llama's is built: spaces as ▁, an unknown token,
+    a post-processor that puts <s> before every text, and a length it cuts texts to."""
+    from tokenizers import SentencePieceBPETokenizer, processors
+
+    sentencepiece = SentencePieceBPETokenizer()
+    sentencepiece.train_from_iterator([TEXT], vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"])
+    backend = sentencepiece._tokenizer
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", backend.token_to_id("<s>"))]
+    )
+    backend.enable_truncation(max_length=64)
+    return PretrainedTokenizer.from_dict({"kind": "pretrained", "backend": json.loads(backend.to_str())})
+
+
 def tokenizer_of_kind(kind: str) -> Tokenizer:
     if kind.startswith("char"):
         alphabet = TEXT + TORTURE + (END_OF_TEXT_CHAR if kind == "char-eot" else "")
         return CharTokenizer.from_text(alphabet, special_tokens=kind == "char-special")
     if kind == "pretrained":
         return gpt2_style_tokenizer()
+    if kind == "pretrained-llama":
+        return llama_style_tokenizer()
     name, _, pattern = kind.partition(":")
     return TokenizerSpec(kind=name, vocab_size=400, pattern=pattern or "gpt4", min_frequency=1).train([TEXT])
 
 
-KINDS = ["char", "char-special", "char-eot", "bpe", "regex-bpe:gpt2", "regex-bpe:gpt4", "pretrained"]
+KINDS = [
+    "char", "char-special", "char-eot", "bpe", "regex-bpe:gpt2", "regex-bpe:gpt4", "pretrained", "pretrained-llama"
+]  # fmt: skip
+CHAR_KINDS = [kind for kind in KINDS if kind.startswith("char")]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -59,15 +83,38 @@ def test_auto_tokenizer_gives_minigpts_ids(kind: str, tmp_path: Path) -> None:
     export_model(model, tokenizer, tmp_path)
     hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
     assert hf.is_fast  # built from our tokenizer.json, not a GPT-2 tokenizer with its own rules
-    for text in (TEXT, TORTURE):
+    for text in (TEXT, TORTURE, UNSEEN if kind == "pretrained-llama" else ""):
         ids = tokenizer.encode(text)
-        assert hf.encode(text) == ids
-        assert hf.decode(ids) == text
+        assert hf.encode(text) == ids  # no <s> in front, nothing cut, special tokens spelled as minigpt does
+        assert hf(text).input_ids == ids
+        assert hf.decode(ids) == tokenizer.decode(ids)
+        if kind != "pretrained-llama":  # its unknown token stands for any character it lacks
+            assert tokenizer.decode(ids) == text
     if tokenizer.eot_id is not None:
         assert hf.eos_token_id == tokenizer.eot_id
     config = json.loads((tmp_path / "config.json").read_text())
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         assert config[key] is None or 0 <= config[key] < tokenizer.vocab_size, key
+
+
+@pytest.mark.parametrize("kind", CHAR_KINDS)
+def test_auto_tokenizer_refuses_characters_minigpt_refuses(kind: str, tmp_path: Path) -> None:
+    """Never another text: a character outside the vocabulary is refused, not read as another one."""
+    tokenizer = tokenizer_of_kind(kind)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=1, n_head=1, n_embd=8))
+    export_model(model, tokenizer, tmp_path)
+    with pytest.raises(MinigptError, match="outside the tokenizer's vocabulary: 'ß日本'"):
+        tokenizer.encode(UNSEEN)
+    hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    refusal = r"WordLevel error: Missing \[UNK\] token from the vocabulary"
+    for encode in (hf.encode, hf, lambda text: hf([TEXT[:50], text]), hf.tokenize):
+        with pytest.raises(Exception, match=refusal):
+            encode(UNSEEN)
+    with pytest.raises(Exception, match=refusal):
+        transformers.pipeline("text-generation", model=str(tmp_path), device="cpu")(UNSEEN, max_new_tokens=1)
+    # minigpt refuses the same text from the exported directory, naming the characters.
+    with pytest.raises(MinigptError, match="outside the tokenizer's vocabulary: 'ß', '日', '本'"):
+        load_checkpoint(tmp_path).tokenizer.encode(UNSEEN)
 
 
 def test_exported_files_are_all_there_and_readable_by_everyone(tmp_path: Path) -> None:
@@ -143,8 +190,6 @@ def test_every_exportable_layout_loads_in_transformers_with_the_same_logits(opti
 def test_a_model_no_hugging_face_architecture_has_is_refused_naming_the_option(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from minigpt.errors import MinigptError
-
     modern = {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu"}
     for options, named in (
         ({**modern, "logit_softcap": 15.0}, "model.gpt.logit_softcap: 15.0"),

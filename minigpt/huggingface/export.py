@@ -4,7 +4,8 @@ Written: `config.json` and `model.safetensors` (the architecture transformers kn
 model's options), `tokenizer.json` (the same ids for every text), `tokenizer_config.json` and
 `special_tokens_map.json` (so `AutoTokenizer` builds a fast tokenizer from that file, not a
 GPT-2 tokenizer with its own pre-tokenizer), and `generation_config.json` (the end-of-text id
-that stops generation).
+that stops generation and, for learned positions, the context where a call without a length
+stops).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def tokenizer_config(tokenizer: Tokenizer, block_size: int) -> dict[str, Any]:
         # Decoding must give back the exact text: no space clean-up, no prefix space.
         "clean_up_tokenization_spaces": False,
         "add_prefix_space": False,
+        # A character vocabulary spells `<|endoftext|>` in text character by character.
+        "split_special_tokens": not tokenizer.matches_special_tokens_in_text,
         **{name: text for name, (text, _) in special_tokens(tokenizer).items()},
     }
 
@@ -109,6 +112,15 @@ def token_ids(tokenizer: Tokenizer) -> dict[str, int | None]:
         f"{name}_id": specials[name][1] if name in specials else None
         for name in ("bos_token", "eos_token", "pad_token")
     }
+
+
+def generation_config(config: GPTConfig, ids: dict[str, int | None]) -> dict[str, Any]:
+    values: dict[str, Any] = {**{name: value for name, value in ids.items() if value is not None}, "do_sample": False}
+    if config.position == "learned":
+        # Past its position table GPT-2 fails with an IndexError: a call that sets no length
+        # (the pipeline's default is 256 new tokens) stops at the context instead.
+        values["max_length"] = config.block_size
+    return values
 
 
 def write_json(path: Path, values: dict[str, Any]) -> None:
@@ -129,7 +141,7 @@ def export_model(model: nn.Module, tokenizer: Tokenizer, out: Path) -> tuple[str
     (out / "tokenizer.json").write_text(tokenizer.to_huggingface(), encoding="utf-8")
     write_json(out / "tokenizer_config.json", tokenizer_config(tokenizer, model.config.block_size))
     write_json(out / "special_tokens_map.json", {name: text for name, (text, _) in special_tokens(tokenizer).items()})
-    write_json(out / "generation_config.json", {**{k: v for k, v in ids.items() if v is not None}, "do_sample": False})
+    write_json(out / "generation_config.json", generation_config(model.config, ids))
     # safetensors writes its file readable by its owner only; give every file the usual mode.
     umask = os.umask(0)
     os.umask(umask)

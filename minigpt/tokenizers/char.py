@@ -16,6 +16,11 @@ from minigpt.tokenizers.base import SPECIAL_TOKENS, Tokenizer, TrainingOptions
 # ASCII's own "end of text" control character: a character vocabulary without special tokens
 # that holds it (the instruction data module adds it) ends responses with it.
 END_OF_TEXT_CHAR = "\x03"
+# The exported vocabulary's unknown token, which has no id: other tools then refuse a character
+# outside the vocabulary ("WordLevel error: Missing [UNK] token from the vocabulary"), as minigpt
+# does, instead of encoding it as some other character. Pieces are single characters, so no text
+# can spell it.
+UNKNOWN_WITHOUT_ID = "[UNK]"
 
 
 def alphabet(text: str | Iterable[str]) -> set[str]:
@@ -36,6 +41,7 @@ class CharTokenizer(Tokenizer):
     kind: ClassVar[str] = "char"
     trainable: ClassVar[bool] = True
     learns_from_every_split: ClassVar[bool] = True
+    matches_special_tokens_in_text: ClassVar[bool] = False
 
     def __init__(self, chars: Sequence[str], special_tokens: bool = False) -> None:
         if not chars:
@@ -128,9 +134,13 @@ class CharTokenizer(Tokenizer):
         return cls(data["chars"], bool(data.get("special_tokens", False)))
 
     def to_huggingface(self) -> str:
-        """A word-level vocabulary of single characters, each character its own piece."""
+        """A word-level vocabulary of single characters, each character its own piece.
+
+        Its special tokens are added tokens, which Hugging Face tokenizers match in text; the
+        export's tokenizer_config.json turns that off (`matches_special_tokens_in_text`).
+        """
         vocab = {char: index for index, char in enumerate(self.chars)}
-        backend = Backend(models.WordLevel(vocab, unk_token=self.chars[0]))
+        backend = Backend(models.WordLevel(vocab, unk_token=UNKNOWN_WITHOUT_ID))
         backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
         backend.decoder = decoders.Fuse()
         if self.special_tokens:

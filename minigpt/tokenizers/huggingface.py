@@ -52,6 +52,10 @@ class HuggingFaceTokenizer(Tokenizer):
     """A `tokenizers.Tokenizer` behind minigpt's tokenizer interface (not a kind of its own)."""
 
     def __init__(self, backend: Backend) -> None:
+        # A tokenizer.json may carry a length to cut or pad every text to: minigpt encodes whole
+        # texts, one list of ids each, as other tools do unless asked to cut or pad.
+        backend.no_truncation()
+        backend.no_padding()
         self.backend = backend
         self._special = {token.content for token in backend.get_added_tokens_decoder().values() if token.special}
         # Published vocabularies may leave gaps in their ids: size by the largest id.
@@ -84,7 +88,27 @@ class HuggingFaceTokenizer(Tokenizer):
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         # The fast variant skips the character offsets, which minigpt never reads: the same ids,
         # sooner (benchmarks/README.md, "Tokenizing a corpus against the library").
-        return [encoding.ids for encoding in self.backend.encode_batch_fast(list(texts), add_special_tokens=False)]
+        try:
+            encodings = self.backend.encode_batch_fast(list(texts), add_special_tokens=False)
+        except Exception as error:  # a vocabulary without an unknown token refuses what it lacks
+            unknown = self.unknown_pieces(texts)
+            if not unknown:
+                raise
+            raise MinigptError(
+                f"text has pieces outside the tokenizer's vocabulary: {unknown} ({first_line(error)}); remove them"
+            ) from None
+        return [encoding.ids for encoding in encodings]
+
+    def unknown_pieces(self, texts: Sequence[str]) -> str:
+        """The pieces of `texts` (as the normalizer and pre-tokenizer cut them) that have no id."""
+        vocab = self.backend.get_vocab(with_added_tokens=True)
+        normalizer, pre_tokenizer = self.backend.normalizer, self.backend.pre_tokenizer
+        unknown: set[str] = set()
+        for text in texts:
+            text = normalizer.normalize_str(text) if normalizer else text
+            pieces = [piece for piece, _ in pre_tokenizer.pre_tokenize_str(text)] if pre_tokenizer else [text]
+            unknown.update(piece for piece in pieces if piece not in vocab)
+        return ", ".join(repr(piece) for piece in sorted(unknown))
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=False)
@@ -103,7 +127,13 @@ class HuggingFaceTokenizer(Tokenizer):
         return json.loads(self.backend.to_str())
 
     def to_huggingface(self) -> str:
-        return self.backend.to_str()
+        data = self.backend_dict()
+        processor = self.backend.post_processor
+        if processor is not None and processor.num_special_tokens_to_add(False):
+            # minigpt encodes without the tokens a post-processor puts around a text (Llama's
+            # <s>, BERT's [CLS]): a file that kept them would give other tools other ids.
+            data["post_processor"] = None
+        return json.dumps(data, ensure_ascii=False)
 
 
 class PretrainedTokenizer(HuggingFaceTokenizer):
