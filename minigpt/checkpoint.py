@@ -1,15 +1,19 @@
-"""Self-contained checkpoints: weights, model config and tokenizer, readable without Lightning.
+"""Self-contained checkpoints, and the one loader of everything a --ckpt_path or model.init_from
+can name: a minigpt checkpoint, a Hugging Face model directory, or a hub name (downloaded into
+the Hugging Face cache first).
 
 A Lightning checkpoint written by minigpt carries a `minigpt` entry with the architecture name,
 its config and the tokenizer JSON, so `load_checkpoint(path)` rebuilds a ready model from the
-file alone.
+file alone. A LoRA checkpoint holds only what its run trained (the adapters) and the name and
+fingerprint of its base weights, which it is rebuilt from.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from minigpt.errors import MinigptError
 from minigpt.generation import TextGenerator
 from minigpt.huggingface.directory import REQUIRED_FILES, read_model_dir
 from minigpt.huggingface.hub import resolve_source
+from minigpt.lora import LoRAConfig, add_adapters, merge_adapters
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
@@ -83,6 +88,121 @@ def stored_tokenizer(checkpoint: dict[str, Any], path: str | Path) -> Tokenizer:
     return tokenizer_from_json(checkpoint[METADATA_KEY]["tokenizer"], source=f"tokenizer in {path}")
 
 
+def weights_file(path: Path) -> Path:
+    """The file that holds a source's weights: the checkpoint itself, or a directory's safetensors."""
+    return path / "model.safetensors" if path.is_dir() else path
+
+
+def fingerprint(path: Path) -> str:
+    """sha256 of a source's weights file: a LoRA checkpoint only fits the very base it trained on."""
+    digest = hashlib.sha256()
+    with weights_file(path).open("rb") as file:
+        while chunk := file.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Source:
+    """What a --ckpt_path or model.init_from names, read: the architecture, the tokenizer, the
+    prompt style, and the weights (`network()`), for a checkpoint or a model directory alike."""
+
+    given: str
+    path: Path
+    key: str
+    arch: str
+    config: Any
+    tokenizer: Tokenizer
+    prompt_style: str | None = None
+    # A LoRA checkpoint's adapters: {"base": source, "fingerprint": sha256, "config": LoRAConfig values}.
+    lora: dict[str, Any] | None = None
+    state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def network(self) -> nn.Module:
+        """The model with its weights (a LoRA checkpoint's adapters folded into its base's)."""
+        if self.lora is not None:
+            return merge_adapters(self.adapted_network())
+        model = build_model(self.arch, self.config.to_dict())
+        self._load_into(model, strict=True)
+        return model
+
+    def adapted_network(self) -> nn.Module:
+        """A LoRA checkpoint's base weights with its adapters, unmerged (what its run trains)."""
+        assert self.lora is not None
+        base = lora_base(self)
+        model = GPT(self.config)
+        state = fit_vocabulary(base.network().state_dict(), model.state_dict())
+        model.load_state_dict(state)
+        add_adapters(model, LoRAConfig.from_dict(self.lora["config"]))
+        self._load_into(model, strict=False)
+        return model
+
+    def _load_into(self, model: nn.Module, strict: bool) -> None:
+        try:
+            result = model.load_state_dict(self.state, strict=strict)
+        except RuntimeError as error:
+            raise MinigptError(
+                f"{self.key}: {self.path} has weights that do not fit its own model config ({error})"
+            ) from None
+        if not strict and result.unexpected_keys:
+            raise MinigptError(f"{self.key}: {self.path} has weights its model lacks: {result.unexpected_keys[:3]}")
+
+
+def lora_base(source: Source) -> Source:
+    """The base weights a LoRA checkpoint's adapters were trained on, checked to be the same ones."""
+    assert source.lora is not None
+    base = source.lora["base"]
+    where = f"{source.key}: {source.path} holds LoRA adapters for the base weights {base}"
+    try:
+        opened = open_source(base, key=f"{where}, but")
+    except MinigptError as error:
+        raise MinigptError(f"{error}; put the base back where it was to use the adapters") from None
+    if source.lora.get("fingerprint") and fingerprint(opened.path) != source.lora["fingerprint"]:
+        raise MinigptError(
+            f"{where}, and {base} has changed since (its weights' sha256 differs); the adapters only fit the "
+            "weights they were trained on"
+        )
+    return opened
+
+
+def fit_vocabulary(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with its token rows grown to the sizes in `fresh` (a newly initialised model's).
+
+    Tokens the source knows keep their rows; tokens added for the new corpus keep the fresh
+    initialisation, which is what they would have in a model trained from scratch.
+    """
+    grown = dict(state)
+    for name in ("transformer.wte.weight", "lm_head.weight"):
+        old, new = state[name], fresh[name]
+        if old.shape[0] < new.shape[0]:
+            rows = new.clone()
+            rows[: old.shape[0]] = old
+            grown[name] = rows
+    return grown
+
+
+def open_source(source: str | Path, key: str = "--ckpt_path") -> Source:
+    """Read what `source` names: a minigpt .ckpt, a Hugging Face model directory or a hub name."""
+    path = resolve_source(source, key, REQUIRED_FILES)
+    if path.is_dir():
+        config, state, tokenizer = read_model_dir(path, key)
+        return Source(str(source), path, key, "gpt", config, tokenizer, state=state)
+    checkpoint = read_checkpoint(path, key)
+    meta = checkpoint[METADATA_KEY]
+    config_class, _ = ARCHITECTURES.get(meta["arch"], (GPTConfig, GPT))
+    return Source(
+        given=str(source),
+        path=path,
+        key=key,
+        arch=meta["arch"],
+        config=config_class.from_dict(meta["model_config"]),
+        tokenizer=stored_tokenizer(checkpoint, path),
+        prompt_style=meta.get("prompt_style"),
+        lora=meta.get("lora"),
+        state=network_state(checkpoint),
+    )
+
+
 @dataclass
 class Checkpoint(TextGenerator):
     """A trained model, its tokenizer and prompt style, as `load_checkpoint` rebuilds them from a file."""
@@ -92,25 +212,13 @@ class Checkpoint(TextGenerator):
 
 
 def load_checkpoint(source: str | Path, device: str | torch.device = "cpu", key: str = "--ckpt_path") -> Checkpoint:
-    """The model (in eval mode) and tokenizer of a minigpt checkpoint, a Hugging Face GPT-2
-    directory or a hub name such as gpt2."""
-    path = resolve_source(source, key, REQUIRED_FILES)
-    if path.is_dir():
-        config, state, tokenizer = read_model_dir(path, key)
-        model = GPT(config)
-        model.load_state_dict(state)
-        return Checkpoint(model=model.to(device).eval(), tokenizer=tokenizer, arch="gpt", path=path)
-    checkpoint = read_checkpoint(path, key)
-    meta = checkpoint[METADATA_KEY]
-    model = build_model(meta["arch"], meta["model_config"])
-    try:
-        model.load_state_dict(network_state(checkpoint))
-    except RuntimeError as error:
-        raise MinigptError(f"{key}: {path} has weights that do not fit its own model config ({error})") from None
+    """The model (in eval mode) and tokenizer of a minigpt checkpoint (LoRA ones included), a
+    Hugging Face model directory or a hub name such as gpt2."""
+    opened = open_source(source, key)
     return Checkpoint(
-        model=model.to(device).eval(),
-        tokenizer=stored_tokenizer(checkpoint, path),
-        arch=meta["arch"],
-        path=Path(path),
-        prompt_style=meta.get("prompt_style"),
+        model=opened.network().to(device).eval(),
+        tokenizer=opened.tokenizer,
+        prompt_style=opened.prompt_style,
+        arch=opened.arch,
+        path=opened.path,
     )

@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import BaseFinetuning
 from torch import nn
 
 from minigpt.errors import MinigptError
+from minigpt.lora import adapted_layers
 from minigpt.model import GPT
 
 
@@ -76,6 +77,12 @@ def select_modules(model: GPT, part: str) -> list[nn.Module]:
     )
 
 
+def adapter_in(module: nn.Module, adapted: dict[str, nn.Module]) -> bool:
+    """Whether `module` holds one of the `adapted` layers."""
+    held = {id(layer) for layer in adapted.values()}
+    return any(id(inner) in held for inner in module.modules())
+
+
 def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -104,8 +111,19 @@ class FreezeLayers(BaseFinetuning):
 
     def freeze_before_training(self, pl_module: LightningModule) -> None:
         model = gpt_of(pl_module)
+        modules = {part: select_modules(model, part) for part in self.parts}
+        adapted = adapted_layers(model)
+        if adapted:
+            # LoRA freezes every base weight itself and trains its adapters: a part that holds
+            # adapters would stop them, and the others are frozen already.
+            holding = [part for part, found in modules.items() if any(adapter_in(module, adapted) for module in found)]
+            if holding:
+                raise MinigptError(
+                    f"FreezeLayers parts {holding} hold the LoRA adapters of model.lora.targets, which LoRA trains "
+                    "(and it freezes every base weight itself); remove the freezing callback or those targets"
+                )
         # No part covers the final LayerNorm, so something always trains.
-        self.freeze([module for part in self.parts for module in select_modules(model, part)])
+        self.freeze([module for found in modules.values() for module in found])
 
     def finetune_function(self, pl_module: LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
         """Nothing unfreezes: the parts stay frozen to the end."""
@@ -142,7 +160,12 @@ class GradualUnfreezing(BaseFinetuning):
         return [*reversed(model.transformer.h), *positions(model)]
 
     def freeze_before_training(self, pl_module: LightningModule) -> None:
-        self.freeze(self._stages(gpt_of(pl_module)))
+        model = gpt_of(pl_module)
+        if adapted_layers(model):
+            raise MinigptError(
+                "GradualUnfreezing unfreezes base weights, which model.lora keeps frozen; use one of them"
+            )
+        self.freeze(self._stages(model))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Called when a run resumes, before Lightning restores the optimizer, whose saved param

@@ -118,7 +118,12 @@ def generate_tokens(
     """
     block_size = model.config.block_size
     keep = max(1, block_size - (window_shift or max(1, block_size // 4)))
-    cache = model.new_cache(ids.size(0)) if use_cache and hasattr(model, "new_cache") else None
+    # A cache as long as the text can get inside the window: no longer than the context.
+    cache = (
+        model.new_cache(ids.size(0), ids.size(1) + max_new_tokens)
+        if use_cache and hasattr(model, "new_cache")
+        else None
+    )
     was_training = model.training
     model.eval()
     try:
@@ -355,7 +360,7 @@ class TextGenerator:
     def _encode_prompt(self, prompt: str) -> list[int]:
         """The prompt's ids; one longer than the context keeps its last block_size, with a warning."""
         block_size = self.model.config.block_size
-        ids = self.tokenizer.encode(prompt)
+        ids = self.tokenizer.encode_prompt(prompt)
         if len(ids) > block_size:
             warnings.warn(
                 f"the prompt has {len(ids)} tokens, more than the model's context of {block_size}; "

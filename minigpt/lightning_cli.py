@@ -38,12 +38,12 @@ from minigpt.callbacks import (
     RemoveEmptyRun,
     ThroughputLogger,
 )
-from minigpt.checkpoint import read_checkpoint
+from minigpt.checkpoint import METADATA_KEY, read_checkpoint
 from minigpt.data import __all__ as DATA_MODULE_NAMES
 from minigpt.errors import MinigptError, first_line
 from minigpt.evaluation import TextSample
 from minigpt.files import check_writable, remove_stale_partials
-from minigpt.huggingface.hub import FILE_SUFFIXES, HUB_NAME, check_source
+from minigpt.huggingface.hub import FILE_SUFFIXES, HUB_NAME, check_source, source_exists
 from minigpt.model import CONFIG_KEY, GPTConfig
 from minigpt.module import LanguageModel
 from minigpt.progress import RunLogger, RunSettings, StepProgressBar
@@ -181,7 +181,14 @@ class MinigptCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path or ckpt_path in LIGHTNING_CKPT_NAMES:
             return
-        hyperparameters = resumable_hyperparameters(read_checkpoint(ckpt_path))
+        checkpoint = read_checkpoint(ckpt_path)
+        lora = checkpoint[METADATA_KEY].get("lora")
+        if lora is not None and not source_exists(lora["base"]):
+            raise MinigptError(
+                f"--ckpt_path: {ckpt_path} holds LoRA adapters for the base weights {lora['base']}, which are gone; "
+                f"put them back at {lora['base']} to resume the run or to use the adapters"
+            )
+        hyperparameters = resumable_hyperparameters(checkpoint)
         if not hyperparameters:
             return
         try:

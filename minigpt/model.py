@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minigpt.errors import MinigptError
+from minigpt.lora import is_adapter
 
 GELU_APPROXIMATION = {"exact": "none", "tanh": "tanh"}
 POSITIONS = ("learned", "rope")
@@ -21,8 +22,55 @@ NORMS = ("layernorm", "rmsnorm")
 MLPS = ("gelu", "relu2", "swiglu")
 # Where the fit config holds GPTConfig's fields: its errors name the keys a user writes.
 CONFIG_KEY = "model.gpt"
-# nn.LayerNorm's default, and what Llama and Qwen3 write as rms_norm_eps: RMSNorm and QK-norm use it.
-RMS_NORM_EPSILON = 1e-5
+# nn.LayerNorm's default, and GPTConfig.norm_eps's.
+NORM_EPSILON = 1e-5
+ROPE_SCALINGS = ("llama3",)
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """Rotary frequencies stretched for a longer context than the model was first trained on, as
+    Llama 3.1 and 3.2 do ("llama3"): wavelengths shorter than original_context / high_freq_factor
+    stay, those longer than original_context / low_freq_factor are divided by `factor`, and the
+    ones between are blended."""
+
+    type: Literal["llama3"] = "llama3"
+    """The rule; "llama3" is the one known."""
+    factor: float = 8.0
+    """How much longer the context became."""
+    low_freq_factor: float = 1.0
+    """Wavelengths over original_context / low_freq_factor are stretched fully."""
+    high_freq_factor: float = 4.0
+    """Wavelengths under original_context / high_freq_factor are kept."""
+    original_context: int = 8192
+    """The context length the frequencies were first trained for."""
+
+    def __post_init__(self) -> None:
+        key = f"{CONFIG_KEY}.rope_scaling"
+        if self.type not in ROPE_SCALINGS:
+            raise MinigptError(f"{key}.type must be one of {', '.join(ROPE_SCALINGS)}, got {self.type!r}")
+        if not self.factor >= 1 or not 0 < self.low_freq_factor < self.high_freq_factor:
+            raise MinigptError(
+                f"{key} needs factor >= 1 and 0 < low_freq_factor < high_freq_factor, got {self.factor}, "
+                f"{self.low_freq_factor} and {self.high_freq_factor}"
+            )
+        if not (isinstance(self.original_context, int) and self.original_context > 0):
+            raise MinigptError(f"{key}.original_context must be a positive integer, got {self.original_context!r}")
+
+    def frequencies(self, frequencies: torch.Tensor) -> torch.Tensor:
+        """The rotary frequencies (radians per position) after scaling."""
+        wavelengths = 2 * math.pi / frequencies
+        short = self.original_context / self.high_freq_factor
+        long = self.original_context / self.low_freq_factor
+        # 0 where the wavelength is long (fully stretched), 1 where it is short (kept).
+        blend = (
+            (self.original_context / wavelengths - self.low_freq_factor)
+            / (self.high_freq_factor - self.low_freq_factor)
+        ).clamp(0, 1)
+        blended = (1 - blend) * frequencies / self.factor + blend * frequencies
+        return torch.where(
+            wavelengths < short, frequencies, torch.where(wavelengths > long, frequencies / self.factor, blended)
+        )
 
 
 @dataclass(frozen=True)
@@ -72,6 +120,21 @@ class GPTConfig:
     each block begins as the identity and the first steps train only the embeddings' path."""
     logit_softcap: float = 0.0
     """> 0: logits = softcap * tanh(logits / softcap), which keeps early logits from overshooting."""
+    # The layouts of today's open models (Llama 3, SmolLM2, TinyLlama, Qwen2.5, Qwen3).
+    n_kv_head: int | None = None
+    """Key and value heads, shared by groups of query heads (grouped-query attention); unset: n_head."""
+    head_dim: int | None = None
+    """Width of each attention head; unset: n_embd / n_head."""
+    norm_eps: float = NORM_EPSILON
+    """Epsilon of every LayerNorm and RMSNorm, QK-norm included (Llama and Qwen write rms_norm_eps)."""
+    qk_norm_gains: bool = False
+    """With qk_norm: learn a gain per channel for the queries' and for the keys' RMSNorm (Qwen3)."""
+    qkv_bias: bool | None = None
+    """Biases on the query, key and value projections; unset: as `bias` (Qwen2 has them alone)."""
+    rope_scaling: RopeScaling | None = None
+    """Stretched rotary frequencies for a longer context (Llama 3.2's "llama3"); unset: plain rotary."""
+    mlp_hidden: int | None = None
+    """The MLP's hidden width (each of SwiGLU's two input projections); unset: from mlp_ratio."""
 
     def __post_init__(self) -> None:
         key = CONFIG_KEY
@@ -81,8 +144,17 @@ class GPTConfig:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise MinigptError(f"{key}.{name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head:
+        for name in ("n_kv_head", "head_dim", "mlp_hidden"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise MinigptError(f"{key}.{name} must be unset or a positive integer, got {value!r}")
+        if self.head_dim is None and self.n_embd % self.n_head:
             raise MinigptError(f"{key}.n_embd ({self.n_embd}) must be divisible by {key}.n_head ({self.n_head})")
+        if self.n_head % self.kv_heads:
+            raise MinigptError(
+                f"{key}.n_head ({self.n_head}) must be divisible by {key}.n_kv_head ({self.n_kv_head}): each key "
+                "and value head serves a group of query heads"
+            )
         if self.gelu not in GELU_APPROXIMATION:
             raise MinigptError(f"{key}.gelu must be one of {', '.join(GELU_APPROXIMATION)}, got {self.gelu!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -93,11 +165,20 @@ class GPTConfig:
         for name in ("bias", "qk_norm", "tie_embeddings", "zero_init_proj"):
             if not isinstance(getattr(self, name), bool):
                 raise MinigptError(f"{key}.{name} must be true or false, got {getattr(self, name)!r}")
-        if self.position == "rope" and (self.n_embd // self.n_head) % 2:
+        if self.position == "rope" and self.head_width % 2:
             raise MinigptError(
-                f"{key}.position rope turns pairs of channels, so the head size ({key}.n_embd / {key}.n_head = "
-                f"{self.n_embd // self.n_head}) must be even"
+                f"{key}.position rope turns pairs of channels, so the head size ({key}.head_dim, or "
+                f"{key}.n_embd / {key}.n_head: {self.head_width}) must be even"
             )
+        if self.rope_scaling is not None and self.position != "rope":
+            raise MinigptError(f"{key}.rope_scaling scales rotary frequencies: set {key}.position to rope")
+        if self.qk_norm_gains and not self.qk_norm:
+            raise MinigptError(f"{key}.qk_norm_gains are the gains of QK-norm: set {key}.qk_norm to true")
+        for name in ("qk_norm_gains",) + (("qkv_bias",) if self.qkv_bias is not None else ()):
+            if not isinstance(getattr(self, name), bool):
+                raise MinigptError(f"{key}.{name} must be true or false, got {getattr(self, name)!r}")
+        if not (isinstance(self.norm_eps, (int, float)) and 0 < self.norm_eps < 1):
+            raise MinigptError(f"{key}.norm_eps must be a small positive number, got {self.norm_eps!r}")
         if not (isinstance(self.rope_base, (int, float)) and self.rope_base > 1):
             raise MinigptError(f"{key}.rope_base must be a number above 1, got {self.rope_base!r}")
         if not (isinstance(self.mlp_ratio, (int, float)) and self.mlp_ratio > 0):
@@ -120,8 +201,22 @@ class GPTConfig:
         )
 
     @property
+    def kv_heads(self) -> int:
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    @property
+    def head_width(self) -> int:
+        return self.n_embd // self.n_head if self.head_dim is None else self.head_dim
+
+    @property
+    def has_qkv_bias(self) -> bool:
+        return self.bias if self.qkv_bias is None else self.qkv_bias
+
+    @property
     def mlp_width(self) -> int:
         """The MLP's hidden width (for swiglu, the width of each of its two input projections)."""
+        if self.mlp_hidden is not None:
+            return self.mlp_hidden
         width = self.mlp_ratio * self.n_embd
         if self.mlp == "swiglu":
             return 32 * math.ceil(2 * width / 3 / 32)
@@ -133,7 +228,10 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, values: dict) -> GPTConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        given = {k: v for k, v in values.items() if k in known}
+        if isinstance(given.get("rope_scaling"), dict):
+            given["rope_scaling"] = RopeScaling(**given["rope_scaling"])
+        return cls(**given)
 
     @classmethod
     def from_preset(cls, name: str, **overrides: object) -> GPTConfig:
@@ -186,6 +284,10 @@ class KVCache:
     def length(self) -> int:
         return self.layers[0].length
 
+    @property
+    def capacity(self) -> int:
+        return self.layers[0].keys.size(2)
+
     def reset(self) -> None:
         for layer in self.layers:
             layer.length = 0
@@ -193,20 +295,22 @@ class KVCache:
 
 def make_norm(config: GPTConfig) -> nn.Module:
     if config.norm == "rmsnorm":
-        return nn.RMSNorm(config.n_embd, eps=RMS_NORM_EPSILON)
-    return nn.LayerNorm(config.n_embd, bias=config.bias)
+        return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
 
 
 def rotary_angles(config: GPTConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of each position's rotation, one frequency per channel pair, shaped
-    (T, 1, 1, head_size / 2), or (B, T, ...) for positions that differ by row, to turn queries
-    and keys laid out as (B, T, 2, heads, head_size).
+    (T, 1, head_dim / 2), or (B, T, 1, head_dim / 2) for positions that differ by row, to turn
+    queries and keys laid out as (B, T, heads, head_dim).
 
-    Computed per forward instead of kept as a buffer: it costs T * head_size / 2 values, and the
+    Computed per forward instead of kept as a buffer: it costs T * head_dim / 2 values, and the
     state dict stays the GPT-2 one."""
-    half = config.n_embd // config.n_head // 2
+    half = config.head_width // 2
     frequencies = config.rope_base ** -(torch.arange(half, device=positions.device, dtype=torch.float32) / half)
-    angles = positions.float()[..., None, None, None] * frequencies
+    if config.rope_scaling is not None:
+        frequencies = config.rope_scaling.frequencies(frequencies)
+    angles = positions.float()[..., None, None] * frequencies
     return angles.cos(), angles.sin()
 
 
@@ -233,12 +337,27 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
+        self.n_kv_head = config.kv_heads
+        self.head_dim = config.head_width
         self.dropout = config.dropout
         self.qk_norm = config.qk_norm
-        # One fused projection for q, k, v: GPT-2's `c_attn`.
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.norm_eps = config.norm_eps
+        # One fused projection for q, k, v (GPT-2's `c_attn`): n_head query heads, then
+        # n_kv_head key heads and as many value heads.
+        width = (self.n_head + 2 * self.n_kv_head) * self.head_dim
+        self.c_attn = nn.Linear(config.n_embd, width, bias=config.has_qkv_bias)
+        self.c_proj = nn.Linear(self.n_head * self.head_dim, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        if config.qk_norm_gains:
+            self.q_norm = nn.RMSNorm(self.head_dim, eps=config.norm_eps)
+            self.k_norm = nn.RMSNorm(self.head_dim, eps=config.norm_eps)
+
+    def qk_gains(self) -> torch.Tensor | None:
+        """The QK-norm gains of every query head, then of every key head: (heads, head_dim)."""
+        if not hasattr(self, "q_norm"):
+            return None
+        gains = (self.q_norm.weight.expand(self.n_head, -1), self.k_norm.weight.expand(self.n_kv_head, -1))
+        return torch.cat(gains)
 
     def forward(
         self,
@@ -247,37 +366,43 @@ class CausalSelfAttention(nn.Module):
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        batch, time, channels = x.shape
-        qkv = self.c_attn(x).view(batch, time, 3, self.n_head, channels // self.n_head)
-        q, k, v = qkv.unbind(2)
-        if self.qk_norm or rotary is not None:
-            # Queries and keys together: one kernel for both, as small tensors make launches the cost.
-            qk = qkv[:, :, :2]
-            if self.qk_norm:
-                qk = F.rms_norm(qk, (qk.size(-1),), eps=RMS_NORM_EPSILON)
-            if rotary is not None:
-                # Keys are cached already turned, so the positions must be the absolute ones.
-                qk = rotate(qk, *rotary)
-            q, k = qk.unbind(2)
+        batch, time, _ = x.shape
+        queries, keys = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
+        qkv = self.c_attn(x)
+        v = qkv[..., queries + keys :].view(batch, time, self.n_kv_head, self.head_dim)
+        # Queries and keys together, (B, T, n_head + n_kv_head, head_dim): one kernel for both,
+        # as small tensors make launches the cost.
+        qk = qkv[..., : queries + keys].view(batch, time, self.n_head + self.n_kv_head, self.head_dim)
+        if self.qk_norm:
+            qk = F.rms_norm(qk, (self.head_dim,), eps=self.norm_eps)
+            gains = self.qk_gains()
+            if gains is not None:
+                qk = qk * gains
+        if rotary is not None:
+            # Keys are cached already turned, so the positions must be the absolute ones.
+            qk = rotate(qk, *rotary)
+        q, k = qk.split((self.n_head, self.n_kv_head), dim=2)
         # (B, T, heads, head_dim) -> (B, heads, T, head_dim)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))
         past = 0
         if cache is not None:
             past = cache.length
             k, v = cache.extend(k, v)
-        dropout_p = self.dropout if self.training else 0.0
+        options = {"dropout_p": self.dropout if self.training else 0.0}
+        if self.n_kv_head != self.n_head:
+            options["enable_gqa"] = True
         if mask is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **options)
         elif past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, **options)
         elif time == 1:
             # One new token may look at every cached position: no mask needed.
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+            y = F.scaled_dot_product_attention(q, k, v, **options)
         else:
             # New token i sits at position past + i and sees positions 0 .. past + i.
             mask = torch.ones(time, past + time, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-        y = y.transpose(1, 2).contiguous().view(batch, time, channels)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **options)
+        y = y.transpose(1, 2).contiguous().view(batch, time, queries)
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -382,14 +507,17 @@ class GPT(nn.Module):
 
         `matrices` are the blocks' linear weights (Muon's domain, decayed by AdamW); `embeddings`
         the token and position tables and the head (decayed); `gains` the norm gains and biases
-        (never decayed). With `within`, only the parameters of that submodule.
+        (never decayed); `adapters` LoRA's low-rank matrices (AdamW's, decayed). With `within`,
+        only the parameters of that submodule.
         """
         wanted = None if within is None else {id(param) for param in within.parameters()}
-        roles: dict[str, list[nn.Parameter]] = {"matrices": [], "embeddings": [], "gains": []}
+        roles: dict[str, list[nn.Parameter]] = {"matrices": [], "embeddings": [], "gains": [], "adapters": []}
         for name, param in self.named_parameters():
             if not param.requires_grad or (wanted is not None and id(param) not in wanted):
                 continue
-            if param.dim() < 2:
+            if is_adapter(name):
+                roles["adapters"].append(param)
+            elif param.dim() < 2:
                 roles["gains"].append(param)
             elif name.startswith("transformer.h."):
                 roles["matrices"].append(param)
@@ -400,13 +528,15 @@ class GPT(nn.Module):
     def flops_per_token(self) -> int:
         """Training FLOPs per token (forward + backward), as in the PaLM paper's appendix B."""
         c = self.config
-        return 6 * self.num_parameters() + 12 * c.n_layer * c.n_embd * c.block_size
+        return 6 * self.num_parameters() + 12 * c.n_layer * c.n_head * c.head_width * c.block_size
 
-    def new_cache(self, batch_size: int) -> KVCache:
-        """An empty KV cache for `batch_size` sequences of up to block_size tokens."""
+    def new_cache(self, batch_size: int, length: int | None = None) -> KVCache:
+        """An empty KV cache for `batch_size` sequences of up to `length` tokens (default and at
+        most block_size: a model with 128k positions needs no 128k-long cache for a short answer)."""
         c = self.config
         weight = self.transformer.wte.weight
-        shape = (batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
+        length = c.block_size if length is None else min(length, c.block_size)
+        shape = (batch_size, c.kv_heads, length, c.head_width)
         # Uninitialised: a position is read only after it is written.
         return KVCache([LayerCache(weight.new_empty(shape), weight.new_empty(shape)) for _ in range(c.n_layer)])
 
@@ -427,6 +557,8 @@ class GPT(nn.Module):
             raise MinigptError(
                 f"sequence of {past + time} tokens is longer than the model's block_size {self.config.block_size}"
             )
+        if cache is not None and past + time > cache.capacity:
+            raise MinigptError(f"sequence of {past + time} tokens is longer than its KV cache of {cache.capacity}")
         positions = torch.arange(past, past + time, device=idx.device)
         mask = None
         if pads is not None:

@@ -18,6 +18,7 @@ from minigpt.checkpoint import ARCHITECTURES, METADATA_KEY, metadata, read_check
 from minigpt.constants import IGNORE_INDEX
 from minigpt.errors import MinigptError
 from minigpt.generation import TextGenerator
+from minigpt.lora import LoRAConfig
 from minigpt.model import GPTConfig
 from minigpt.optim import OPTIMIZERS, SCHEDULES, build_optimizer, optimizer_groups
 from minigpt.pretrained import build_network
@@ -35,6 +36,9 @@ class LanguageModel(LightningModule):
         gpt: The GPT's architecture: every field of minigpt.model.GPTConfig, as model.gpt.* keys.
             vocab_size and block_size default to the data's. With init_from, the architecture
             comes from the weights and only dropout may differ.
+        lora: Fine-tune low-rank adapters instead of every weight (minigpt.lora.LoRAConfig:
+            rank, alpha, dropout, targets); checkpoints then hold the adapters and the name and
+            sha256 of the init_from weights they adapt.
         arch: "gpt", or "bigram" (the baseline: a table of next-token logits; `gpt` is unused).
         init_from: Start from these weights and this tokenizer: a minigpt .ckpt, a Hugging Face
             model directory (config.json, model.safetensors, tokenizer.json) or a hub name such
@@ -58,6 +62,7 @@ class LanguageModel(LightningModule):
     def __init__(
         self,
         gpt: GPTConfig = GPTConfig(),
+        lora: LoRAConfig | None = None,
         arch: Literal["gpt", "bigram"] = "gpt",
         init_from: str | None = None,
         optimizer: str = "adamw",
@@ -86,7 +91,11 @@ class LanguageModel(LightningModule):
             raise MinigptError(f"unknown model.lr_schedule {lr_schedule!r}; choose one of {', '.join(SCHEDULES)}")
         self.arch = arch
         self.gpt = gpt
+        self.lora = lora
         self.init_from = init_from
+        # A LoRA checkpoint holds the adapters alone: the base weights come from init_from.
+        self.strict_loading = lora is None
+        self.lora_base: dict[str, str] | None = None
         # Built by configure_model, when the data has settled the tokenizer.
         self.model: nn.Module | None = None
         # The tokenizer the init_from weights were trained with: the data's must extend it.
@@ -129,10 +138,11 @@ class LanguageModel(LightningModule):
                 "the network's vocab_size and block_size come from the data module: train through a Trainer with a "
                 "minigpt data module, or set model.gpt.vocab_size and model.gpt.block_size"
             )
-        network = build_network(self.arch, self.gpt, self.init_from, vocab_size, block_size)
+        network = build_network(self.arch, self.gpt, self.init_from, vocab_size, block_size, self.lora)
         if network.summary:
             rank_zero_info(network.summary)
         self.model = network.model
+        self.lora_base = network.lora_base
         self.init_tokenizer = network.tokenizer
         if self.tokenizer is None:
             self.tokenizer = network.tokenizer
@@ -251,6 +261,25 @@ class LanguageModel(LightningModule):
             return
         self.tokenizer = stored_tokenizer(checkpoint, "the checkpoint")
         self.prompt_style = checkpoint[METADATA_KEY].get("prompt_style")
+        if self.lora is not None and self.model is not None:
+            self._check_lora_checkpoint(checkpoint)
+
+    def _check_lora_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed LoRA run: its adapters are all there, and the base is the one they adapt."""
+        stored = checkpoint[METADATA_KEY].get("lora") or {}
+        ckpt_path = self.resumes_from or "the checkpoint"
+        if self.lora_base is not None and stored.get("fingerprint") not in (None, self.lora_base["fingerprint"]):
+            raise MinigptError(
+                f"--ckpt_path: {ckpt_path} holds LoRA adapters for other weights than model.init_from "
+                f"{self.init_from} has now (their sha256 differs); resume with the base the run started from"
+            )
+        missing = [name for name, parameter in self.named_parameters() if parameter.requires_grad]
+        missing = [name for name in missing if name not in checkpoint["state_dict"]]
+        if missing:
+            raise MinigptError(
+                f"--ckpt_path: {ckpt_path} lacks trained weights of this LoRA run ({', '.join(missing[:3])}); "
+                "its model.lora settings differ from the ones it was trained with"
+            )
 
     def _check_resumed_tokenizer(self, ckpt_path: str, current: Tokenizer, datamodule: Any) -> None:
         """Token ids only mean something under the tokenizer that made them: a run resumed on
@@ -273,11 +302,22 @@ class LanguageModel(LightningModule):
             "init_from": self.init_from,
         }
         # The checkpoint describes its own architecture, sizes included, so that reloading or
-        # resuming it needs neither the data's sizes nor the init_from source it started from.
-        # (A new dict: Lightning put self.hparams itself there.)
+        # resuming it needs neither the data's sizes nor the init_from source it started from
+        # (except a LoRA run's, whose base weights stay there). (A new dict: Lightning put
+        # self.hparams itself there.)
         architecture = self.network.config if self.arch == "gpt" else self.gpt
         checkpoint["hyper_parameters"] = {
             **checkpoint.get("hyper_parameters", {}),
             "gpt": architecture.to_dict(),
-            "init_from": None,
+            "lora": None if self.lora is None else self.lora.to_dict(),
+            "init_from": None if self.lora is None else self.init_from,
         }
+        if self.lora is not None and self.lora_base is not None:
+            checkpoint[METADATA_KEY]["lora"] = {**self.lora_base, "config": self.lora.to_dict()}
+            # Only what trains: the frozen base weights are the base's.
+            trained = {
+                f"model.{name}" for name, parameter in self.network.named_parameters() if parameter.requires_grad
+            }
+            checkpoint["state_dict"] = {
+                name: value for name, value in checkpoint["state_dict"].items() if name in trained
+            }

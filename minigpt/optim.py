@@ -21,7 +21,7 @@ OPTIMIZERS = ("adamw", "muon")
 def adamw_groups(roles: dict[str, list[nn.Parameter]], weight_decay: float, **extra: Any) -> list[dict[str, Any]]:
     """AdamW parameter groups from a model's `parameter_roles()`: matrices and embeddings are
     decayed, gains and biases are not. Empty groups are left out; `extra` goes into each group."""
-    decayed = roles["matrices"] + roles["embeddings"]
+    decayed = roles["matrices"] + roles["embeddings"] + roles.get("adapters", [])
     groups = [{"params": decayed, "weight_decay": weight_decay}, {"params": roles["gains"], "weight_decay": 0.0}]
     return [{**group, **extra} for group in groups if group["params"]]
 

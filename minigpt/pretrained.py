@@ -1,24 +1,28 @@
-"""Where starting weights and tokenizers come from: a minigpt checkpoint, a Hugging Face file or
-directory, or a hub name (downloaded into the Hugging Face cache).
+"""Where starting weights and tokenizers come from: whatever `minigpt.checkpoint.open_source`
+reads (a minigpt checkpoint, LoRA ones included, a Hugging Face model directory, a hub name),
+plus tokenizer files for a data module's tokenizer.
 
-One loader each: `load_tokenizer(source)` for a data module's tokenizer, `load_pretrained(source)`
-for a fine-tune's weights, config and tokenizer.
+`load_tokenizer(source)` gives a data module its tokenizer, `load_pretrained(source)` a
+fine-tune its architecture, weights and tokenizer, and `build_network` the network a run trains.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from minigpt.checkpoint import ARCHITECTURES, build_model, network_state, read_checkpoint, stored_tokenizer
-from minigpt.errors import MinigptError, first_line
-from minigpt.huggingface.directory import REQUIRED_FILES, read_model_config, read_model_dir
+from minigpt.checkpoint import ARCHITECTURES, build_model, fingerprint, fit_vocabulary, open_source
+from minigpt.errors import MinigptError
+from minigpt.huggingface.directory import REQUIRED_FILES
 from minigpt.huggingface.hub import resolve_source
+from minigpt.lora import KEY as LORA_KEY
+from minigpt.lora import LoRAConfig, add_adapters
 from minigpt.model import CONFIG_KEY, GPT, GPTConfig
-from minigpt.tokenizers import PretrainedTokenizer, Tokenizer, minigpt_settings_path, tokenizer_from_json
+from minigpt.tokenizers import Tokenizer, read_tokenizer_json, tokenizer_from_json
 
 TOKENIZER_FILE = "tokenizer.json"
 KEY = "model.init_from"
@@ -30,18 +34,20 @@ class Pretrained:
     state_dict: dict[str, torch.Tensor]
     tokenizer: Tokenizer
     source: str
+    path: Path
 
 
 def load_tokenizer(source: str, key: str = "tokenizer.path") -> Tokenizer:
-    """The tokenizer of a minigpt checkpoint, a tokenizer file (Hugging Face's tokenizer.json or one
-    from `minigpt tokenizer train`), a Hugging Face directory holding tokenizer.json, or a hub name."""
+    """The tokenizer of a minigpt checkpoint or a model directory (what `load_pretrained` gives
+    with its weights), a tokenizer file (Hugging Face's tokenizer.json or one from `minigpt
+    tokenizer train`), a folder holding tokenizer.json, or a hub name."""
     path = resolve_source(source, key, (TOKENIZER_FILE,))
+    if path.suffix == ".ckpt" or (path.is_dir() and all((path / name).is_file() for name in REQUIRED_FILES)):
+        return open_source(str(path), key).tokenizer
     if path.is_dir():
         if not (path / TOKENIZER_FILE).is_file():
             raise MinigptError(f"{key}: {path} has no {TOKENIZER_FILE}; pass a folder that holds one, or the file")
         path = path / TOKENIZER_FILE
-    if path.suffix == ".ckpt":
-        return stored_tokenizer(read_checkpoint(path, key), path)
     try:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text)
@@ -50,13 +56,7 @@ def load_tokenizer(source: str, key: str = "tokenizer.path") -> Tokenizer:
     if isinstance(data, dict) and "kind" in data:
         return tokenizer_from_json(text, source=str(path))
     if isinstance(data, dict) and "model" in data:
-        settings = minigpt_settings_path(path)
-        if settings.is_file():
-            # Written beside it by `minigpt tokenizer train`: the same tokenizer as its own kind.
-            own = tokenizer_from_json(settings.read_text(encoding="utf-8"), source=str(settings))
-            if json.loads(own.to_huggingface()) == data:
-                return own
-        return PretrainedTokenizer.from_file(path, key)
+        return read_tokenizer_json(path, key)
     raise MinigptError(
         f"{key}: {path} is not a tokenizer file (neither a Hugging Face tokenizer.json nor a minigpt tokenizer); "
         "pass a tokenizer.json or a file written by `minigpt tokenizer train`"
@@ -64,41 +64,18 @@ def load_tokenizer(source: str, key: str = "tokenizer.path") -> Tokenizer:
 
 
 def load_pretrained(source: str, key: str = KEY) -> Pretrained:
-    """Architecture, weights and tokenizer to start a run from."""
-    path = resolve_source(source, key, REQUIRED_FILES)
-    if path.is_dir():
-        config, state, tokenizer = read_model_dir(path, key)
-        return Pretrained(config, state, tokenizer, source)
-    checkpoint = read_checkpoint(path, key=key)
-    meta = checkpoint["minigpt"]
-    if meta["arch"] != "gpt":
-        raise MinigptError(f"{key}: {path} holds a {meta['arch']} model; fine-tuning starts from GPT checkpoints")
-    config = GPTConfig.from_dict(meta["model_config"])
-    return Pretrained(config, network_state(checkpoint), stored_tokenizer(checkpoint, path), source)
+    """Architecture, weights and tokenizer to start a run from (a LoRA checkpoint's adapters
+    folded into its base)."""
+    opened = open_source(source, key)
+    if opened.arch != "gpt":
+        raise MinigptError(f"{key}: {opened.path} holds a {opened.arch} model; fine-tuning starts from GPT checkpoints")
+    state = opened.network().state_dict() if opened.lora is not None else opened.state
+    return Pretrained(opened.config, state, opened.tokenizer, source, opened.path)
 
 
 def load_config(source: str, key: str = KEY) -> GPTConfig:
-    """Only the architecture of a source (a checkpoint's config, a GPT-2 directory's config.json)."""
-    path = resolve_source(source, key, REQUIRED_FILES)
-    if path.is_dir():
-        return read_model_config(path, key)
-    return GPTConfig.from_dict(read_checkpoint(path, key=key)["minigpt"]["model_config"])
-
-
-def fit_vocabulary(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`state` with its token rows grown to the sizes in `fresh` (a newly initialised model's).
-
-    Tokens the source knows keep their rows; tokens added for the new corpus keep the fresh
-    initialisation, which is what they would have in a model trained from scratch.
-    """
-    grown = dict(state)
-    for name in ("transformer.wte.weight", "lm_head.weight"):
-        old, new = state[name], fresh[name]
-        if old.shape[0] < new.shape[0]:
-            rows = new.clone()
-            rows[: old.shape[0]] = old
-            grown[name] = rows
-    return grown
+    """Only the architecture of a source."""
+    return open_source(source, key).config
 
 
 @dataclass
@@ -109,18 +86,31 @@ class Network:
     # The tokenizer the init_from weights were trained with (None from scratch): the data's must extend it.
     tokenizer: Tokenizer | None = None
     summary: str | None = None
+    # With LoRA, what a checkpoint records of the base weights: {"base": source, "fingerprint": sha256}.
+    lora_base: dict[str, str] | None = None
 
 
-def build_network(arch: str, config: GPTConfig, init_from: str | None, vocab_size: int, block_size: int) -> Network:
+def build_network(
+    arch: str,
+    config: GPTConfig,
+    init_from: str | None,
+    vocab_size: int,
+    block_size: int,
+    lora: LoRAConfig | None = None,
+) -> Network:
     """The network a run trains, for a tokenizer of `vocab_size` ids and windows of `block_size`
     tokens: from scratch with the architecture `config`, or `init_from`'s weights with rows for
-    the tokens the data added."""
+    the tokens the data added, with LoRA adapters when `lora` is set."""
     if arch not in ARCHITECTURES:
         raise MinigptError(f"unknown model.arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if lora is not None and init_from is None:
+        raise MinigptError(
+            f"{LORA_KEY} adapts starting weights: fine-tune with --ckpt_path (finetune: true) or set model.init_from"
+        )
     if init_from is not None:
         if arch != "gpt":
             raise MinigptError(f"model.init_from loads GPT weights; model.arch is {arch!r}, set it to gpt")
-        return _start_from(init_from, config, vocab_size, block_size)
+        return _start_from(init_from, config, vocab_size, block_size, lora)
     if arch == "bigram":
         return Network(build_model(arch, {"vocab_size": vocab_size, "block_size": block_size}))
     return Network(GPT(config.sized(vocab_size, block_size)))
@@ -130,7 +120,7 @@ def build_network(arch: str, config: GPTConfig, init_from: str | None, vocab_siz
 TRAINING_FIELDS = ("vocab_size", "block_size", "dropout")
 
 
-def _start_from(init_from: str, given: GPTConfig, vocab_size: int, block_size: int) -> Network:
+def _start_from(init_from: str, given: GPTConfig, vocab_size: int, block_size: int, lora: LoRAConfig | None) -> Network:
     source = load_pretrained(init_from)
     config = source.config
     # A field still at its default was not chosen by the config: it takes the source's value.
@@ -157,11 +147,17 @@ def _start_from(init_from: str, given: GPTConfig, vocab_size: int, block_size: i
     try:
         model.load_state_dict(fit_vocabulary(source.state_dict, model.state_dict()))
     except RuntimeError as error:
-        raise MinigptError(
-            f"model.init_from: {init_from} has weights that do not fit its config ({first_line(error)})"
-        ) from None
+        raise MinigptError(f"model.init_from: {init_from} has weights that do not fit its config ({error})") from None
+    added = rows - config.vocab_size
     summary = (
         f"model.init_from: {init_from} ({model.num_parameters():,} parameters, {config.n_layer} layers; "
-        f"{rows - config.vocab_size} tokens added to its vocabulary)"
+        f"{added} tokens added to its vocabulary)"
     )
-    return Network(model, source.tokenizer, summary)
+    if lora is None:
+        return Network(model, source.tokenizer, summary)
+    # New tokens' rows could not learn through adapters: the embedding (and an untied head) train too.
+    grown = (model.transformer.wte, model.lm_head) if added else ()
+    trainable = add_adapters(model, lora, train=grown)
+    summary += f"; LoRA rank {lora.rank} on {', '.join(lora.targets)}: {trainable:,} parameters train"
+    base = {"base": init_from, "fingerprint": fingerprint(source.path)}
+    return Network(model, source.tokenizer, summary, base)

@@ -115,7 +115,9 @@ def test_gpt2_weights_missing_keys_are_named(tiny_gpt2: Path) -> None:
 def test_another_architecture_is_refused(tiny_gpt2: Path) -> None:
     config = json.loads((tiny_gpt2 / "config.json").read_text())
     (tiny_gpt2 / "config.json").write_text(json.dumps({**config, "model_type": "mistral"}))
-    with pytest.raises(MinigptError, match="describes a 'mistral' model; minigpt loads gpt2 and llama weights"):
+    with pytest.raises(
+        MinigptError, match="describes a 'mistral' model; minigpt loads gpt2, llama, qwen2, qwen3 weights"
+    ):
         load_pretrained(str(tiny_gpt2))
 
 

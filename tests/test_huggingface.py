@@ -85,8 +85,12 @@ def test_auto_tokenizer_gives_minigpts_ids(kind: str, tmp_path: Path) -> None:
     assert hf.is_fast  # built from our tokenizer.json, not a GPT-2 tokenizer with its own rules
     for text in (TEXT, TORTURE, UNSEEN if kind == "pretrained-llama" else ""):
         ids = tokenizer.encode(text)
-        assert hf.encode(text) == ids  # no <s> in front, nothing cut, special tokens spelled as minigpt does
-        assert hf(text).input_ids == ids
+        # Nothing cut, special tokens spelled as minigpt does; a prompt gets the <s> a Llama
+        # tokenizer puts in front in both, a corpus text in neither.
+        assert hf.encode(text) == hf(text).input_ids == tokenizer.encode_prompt(text)
+        assert hf(text, add_special_tokens=False).input_ids == ids
+        if kind == "pretrained-llama":
+            assert tokenizer.encode_prompt(text) == [1, *ids]  # its <s>
         assert hf.decode(ids) == tokenizer.decode(ids)
         if kind != "pretrained-llama":  # its unknown token stands for any character it lacks
             assert tokenizer.decode(ids) == text
@@ -112,9 +116,12 @@ def test_auto_tokenizer_refuses_characters_minigpt_refuses(kind: str, tmp_path: 
             encode(UNSEEN)
     with pytest.raises(Exception, match=refusal):
         transformers.pipeline("text-generation", model=str(tmp_path), device="cpu")(UNSEEN, max_new_tokens=1)
-    # minigpt refuses the same text from the exported directory, naming the characters.
-    with pytest.raises(MinigptError, match="outside the tokenizer's vocabulary: 'ß', '日', '本'"):
-        load_checkpoint(tmp_path).tokenizer.encode(UNSEEN)
+    # minigpt reads the exported directory back as the character tokenizer it was, refusing the
+    # same text and naming the characters.
+    loaded = load_checkpoint(tmp_path).tokenizer
+    assert loaded.to_json() == tokenizer.to_json()
+    with pytest.raises(MinigptError, match="outside the tokenizer's vocabulary: 'ß日本'"):
+        loaded.encode(UNSEEN)
 
 
 def test_exported_files_are_all_there_and_readable_by_everyone(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ PACKAGE = Path(minigpt.__file__).parent
 # Each module's layer: a module may import only from its own layer or the ones below it.
 LAYERS = [
     ["errors", "constants", "sampling", "files"],
-    ["model", "bigram", "muon", "optim", "threads"],
+    ["lora", "model", "bigram", "muon", "optim", "threads"],
     ["tokenizers"],
     ["prompts", "corpus"],
     ["generation"],

@@ -1,5 +1,5 @@
 """A Hugging Face model directory, read: config.json, model.safetensors and tokenizer.json of a
-GPT-2 or a Llama, as minigpt's GPTConfig, state dict and tokenizer."""
+GPT-2, a Llama, a Qwen2 or a Qwen3, as minigpt's GPTConfig, state dict and tokenizer."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import torch
 
 from minigpt.errors import MinigptError
 from minigpt.huggingface.gpt2 import config_from_gpt2, state_dict_from_gpt2
-from minigpt.huggingface.llama import config_from_llama, state_dict_from_llama
+from minigpt.huggingface.llama import FAMILIES, family_reader, state_dict_from_family
 from minigpt.model import GPTConfig
-from minigpt.tokenizers import PretrainedTokenizer
+from minigpt.tokenizers import PretrainedTokenizer, Tokenizer, read_tokenizer_json
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 # model_type -> (its config.json as a GPTConfig, its tensors as minigpt's state dict)
 READERS: dict[str, tuple[Callable[..., GPTConfig], Callable[..., dict[str, torch.Tensor]]]] = {
     "gpt2": (config_from_gpt2, state_dict_from_gpt2),
-    "llama": (config_from_llama, state_dict_from_llama),
+    **{name: (family_reader(family), state_dict_from_family) for name, family in FAMILIES.items()},
 }
 
 
@@ -39,15 +39,13 @@ def read_model_config(directory: Path, key: str) -> GPTConfig:
         values = json.loads(path.read_text(encoding="utf-8"))
         model_type = values.get("model_type")
         if model_type not in READERS:
-            raise MinigptError(
-                f"{path} describes a {model_type!r} model; minigpt loads {' and '.join(READERS)} weights"
-            )
+            raise MinigptError(f"{path} describes a {model_type!r} model; minigpt loads {', '.join(READERS)} weights")
         return READERS[model_type][0](values, str(path))
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
         raise MinigptError(f"{path} is not a model config.json ({type(error).__name__}: {error})") from None
 
 
-def read_model_dir(directory: Path, key: str) -> tuple[GPTConfig, dict[str, torch.Tensor], PretrainedTokenizer]:
+def read_model_dir(directory: Path, key: str) -> tuple[GPTConfig, dict[str, torch.Tensor], Tokenizer]:
     """A model directory's architecture, weights (under minigpt's names) and tokenizer."""
     from safetensors.torch import load_file  # only needed here
 
@@ -59,7 +57,12 @@ def read_model_dir(directory: Path, key: str) -> tuple[GPTConfig, dict[str, torc
         raise MinigptError(f"{weights_path} is not a readable safetensors file ({error})") from None
     model_type = json.loads((directory / "config.json").read_text(encoding="utf-8"))["model_type"]
     state = READERS[model_type][1](tensors, config, str(weights_path))
-    tokenizer = PretrainedTokenizer.from_file(directory / "tokenizer.json")
+    tokenizer = read_tokenizer_json(directory / "tokenizer.json", key)
+    eos = json.loads((directory / "config.json").read_text(encoding="utf-8")).get("eos_token_id")
+    # The model's end-of-text token as its config names it (the first, where it names several).
+    eos = eos[0] if isinstance(eos, list) and eos else eos
+    if isinstance(tokenizer, PretrainedTokenizer) and isinstance(eos, int) and eos != tokenizer.eot_id:
+        tokenizer = tokenizer.with_end_of_text(eos)
     if tokenizer.vocab_size > config.vocab_size:
         raise MinigptError(
             f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but the model only "

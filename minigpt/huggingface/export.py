@@ -21,17 +21,10 @@ import torch
 from torch import nn
 
 from minigpt.errors import MinigptError
-from minigpt.huggingface.gpt2 import GPT2_LAYOUT, gpt2_config, gpt2_tensors
-from minigpt.huggingface.llama import (
-    LLAMA_LAYOUT,
-    QWEN3_LAYOUT,
-    llama_config,
-    llama_tensors,
-    qwen3_config,
-    qwen3_tensors,
-)
-from minigpt.model import CONFIG_KEY, GPT, GPTConfig
-from minigpt.tokenizers import Tokenizer
+from minigpt.huggingface.gpt2 import gpt2_config, gpt2_differences, gpt2_tensors
+from minigpt.huggingface.llama import FAMILIES, family_config, family_tensors
+from minigpt.model import GPT, GPTConfig
+from minigpt.tokenizers import PretrainedTokenizer, Tokenizer, minigpt_settings_path
 
 EXPORTED_FILES = (
     "config.json",
@@ -45,25 +38,20 @@ EXPORTED_FILES = (
 
 @dataclass(frozen=True)
 class Architecture:
-    """A layout transformers knows: the GPTConfig values it needs, its config.json and weights."""
+    """A layout transformers knows: what it cannot hold of a GPTConfig, its config.json and weights."""
 
     name: str
-    layout: dict[str, Any]
+    differences: Callable[[GPTConfig], list[str]]
     config: Callable[[GPTConfig], dict[str, Any]]
     tensors: Callable[[GPT], dict[str, torch.Tensor]]
 
-    def differences(self, config: GPTConfig) -> list[str]:
-        return [
-            f"{CONFIG_KEY}.{key}: {getattr(config, key)}"
-            for key, value in self.layout.items()
-            if getattr(config, key) != value
-        ]
-
 
 ARCHITECTURES = (
-    Architecture("GPT2LMHeadModel", GPT2_LAYOUT, gpt2_config, gpt2_tensors),
-    Architecture("LlamaForCausalLM", LLAMA_LAYOUT, llama_config, llama_tensors),
-    Architecture("Qwen3ForCausalLM", QWEN3_LAYOUT, qwen3_config, qwen3_tensors),
+    Architecture("GPT2LMHeadModel", gpt2_differences, gpt2_config, gpt2_tensors),
+    *(
+        Architecture(family.architecture, family.differences, family_config(family), family_tensors)
+        for family in FAMILIES.values()
+    ),
 )
 
 
@@ -76,7 +64,8 @@ def architecture_for(config: GPTConfig) -> Architecture:
     raise MinigptError(
         f"no Hugging Face architecture has this model's {', '.join(nearest.differences(config))} "
         f"({nearest.name} is the nearest); export writes GPT-2's layout (learned positions, layernorm, gelu, "
-        "tied head), Llama's (rope, rmsnorm, swiglu) or Qwen3's (Llama's with qk_norm), without logit_softcap"
+        "tied head), Llama's (rope, rmsnorm, swiglu), Qwen2's (Llama's with biases on q, k and v alone) or "
+        "Qwen3's (Llama's with qk_norm), without logit_softcap"
     )
 
 
@@ -139,12 +128,19 @@ def export_model(model: nn.Module, tokenizer: Tokenizer, out: Path) -> tuple[str
     save_file(architecture.tensors(model), out / "model.safetensors", metadata={"format": "pt"})
     write_json(out / "config.json", {**architecture.config(model.config), **ids})
     (out / "tokenizer.json").write_text(tokenizer.to_huggingface(), encoding="utf-8")
+    written = list(EXPORTED_FILES)
+    if not isinstance(tokenizer, PretrainedTokenizer):
+        # minigpt's own kind beside it, so that minigpt reads the directory back as it was
+        # (a character vocabulary that grows for a fine-tune); other tools read tokenizer.json.
+        settings = minigpt_settings_path(out / "tokenizer.json")
+        settings.write_text(tokenizer.to_json(), encoding="utf-8")
+        written.append(settings.name)
     write_json(out / "tokenizer_config.json", tokenizer_config(tokenizer, model.config.block_size))
     write_json(out / "special_tokens_map.json", {name: text for name, (text, _) in special_tokens(tokenizer).items()})
     write_json(out / "generation_config.json", generation_config(model.config, ids))
     # safetensors writes its file readable by its owner only; give every file the usual mode.
     umask = os.umask(0)
     os.umask(umask)
-    for name in EXPORTED_FILES:
+    for name in written:
         os.chmod(out / name, 0o666 & ~umask)
-    return EXPORTED_FILES
+    return tuple(written)

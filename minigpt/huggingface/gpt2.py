@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from minigpt.errors import MinigptError
-from minigpt.model import GPT, GPTConfig
+from minigpt.model import CONFIG_KEY, GPT, GPTConfig
 
 # GPT-2's layout, as GPTConfig values: what a GPT must have to export as GPT-2.
 GPT2_LAYOUT = {
@@ -20,13 +20,26 @@ GPT2_LAYOUT = {
     "qk_norm": False,
     "tie_embeddings": True,
     "logit_softcap": 0.0,
+    "rope_scaling": None,
 }
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # Causal-mask buffers that older transformers versions saved beside the weights.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 GELU_BY_ACTIVATION = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}
 ACTIVATION_BY_GELU = {"tanh": "gelu_new", "exact": "gelu"}
-LAYER_NORM_EPSILON = 1e-5  # nn.LayerNorm's default, which minigpt's blocks use
+DEFAULT_LAYER_NORM_EPSILON = 1e-5  # GPT2Config's default
+
+
+def gpt2_differences(config: GPTConfig) -> list[str]:
+    """The model's values GPT-2 cannot hold, as `model.gpt.<field>: value`."""
+    found = [name for name, value in GPT2_LAYOUT.items() if getattr(config, name) != value]
+    if config.kv_heads != config.n_head:
+        found.append("n_kv_head")
+    if config.head_width * config.n_head != config.n_embd:
+        found.append("head_dim")
+    if config.has_qkv_bias != config.bias:
+        found.append("qkv_bias")
+    return [f"{CONFIG_KEY}.{name}: {getattr(config, name)}" for name in found]
 
 
 def config_from_gpt2(values: dict, source: str) -> GPTConfig:
@@ -36,11 +49,18 @@ def config_from_gpt2(values: dict, source: str) -> GPTConfig:
         raise MinigptError(
             f"{source}: activation_function {activation!r} is not one of {', '.join(GELU_BY_ACTIVATION)}"
         )
+    refusals = {
+        "tie_word_embeddings": (not values.get("tie_word_embeddings", True), "minigpt ties GPT-2's head"),
+        "scale_attn_weights": (not values.get("scale_attn_weights", True), "minigpt scales attention by 1/sqrt(d)"),
+        "scale_attn_by_inverse_layer_idx": (
+            bool(values.get("scale_attn_by_inverse_layer_idx")),
+            "minigpt scales every layer's attention alike",
+        ),
+    }
+    for key, (refused, why) in refusals.items():
+        if refused:
+            raise MinigptError(f"{source}: {key} {values.get(key)!r} does not load: {why}")
     n_embd = values["n_embd"]
-    if values.get("layer_norm_epsilon", LAYER_NORM_EPSILON) != LAYER_NORM_EPSILON:
-        raise MinigptError(f"{source}: layer_norm_epsilon {values['layer_norm_epsilon']} is not {LAYER_NORM_EPSILON}")
-    if not values.get("tie_word_embeddings", True):
-        raise MinigptError(f"{source}: tie_word_embeddings is false; minigpt ties the head to the token embedding")
     return GPTConfig(
         vocab_size=values["vocab_size"],
         block_size=values["n_positions"],
@@ -50,7 +70,8 @@ def config_from_gpt2(values: dict, source: str) -> GPTConfig:
         dropout=values.get("resid_pdrop", 0.0),
         bias=True,
         gelu=GELU_BY_ACTIVATION[activation],
-        mlp_ratio=(values.get("n_inner") or 4 * n_embd) / n_embd,
+        norm_eps=float(values.get("layer_norm_epsilon", DEFAULT_LAYER_NORM_EPSILON)),
+        mlp_hidden=values.get("n_inner") or None,
     )
 
 
@@ -68,7 +89,7 @@ def gpt2_config(config: GPTConfig) -> dict:
         "resid_pdrop": config.dropout,
         "embd_pdrop": config.dropout,
         "attn_pdrop": config.dropout,
-        "layer_norm_epsilon": LAYER_NORM_EPSILON,
+        "layer_norm_epsilon": config.norm_eps,
         "initializer_range": 0.02,
         "tie_word_embeddings": True,
     }

@@ -26,10 +26,15 @@ def download_from_hub(name: str, key: str, files: tuple[str, ...]) -> Path:
         ) from None
 
 
+def source_exists(source: str | Path) -> bool:
+    """Whether `source` is an existing path, or could be a hub name (which only a download tells)."""
+    path = Path(source).expanduser()
+    return path.exists() or (bool(HUB_NAME.match(str(source))) and path.suffix not in FILE_SUFFIXES)
+
+
 def check_source(source: str | Path, key: str) -> None:
     """Refuse, naming `key`, a source that is neither an existing path nor a hub name."""
-    path = Path(source).expanduser()
-    if not path.exists() and (not HUB_NAME.match(str(source)) or path.suffix in FILE_SUFFIXES):
+    if not source_exists(source):
         raise MinigptError(
             f"{key}: {source} does not exist; pass a minigpt .ckpt file, a Hugging Face model directory "
             "(or a tokenizer.json where a tokenizer is wanted), or a hub name like gpt2"

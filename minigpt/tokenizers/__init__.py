@@ -16,7 +16,7 @@ from minigpt.tokenizers.base import (
 )
 from minigpt.tokenizers.bpe import SPLIT_PATTERNS, BPETokenizer, RegexBPETokenizer
 from minigpt.tokenizers.char import END_OF_TEXT_CHAR, CharTokenizer
-from minigpt.tokenizers.huggingface import PretrainedTokenizer
+from minigpt.tokenizers.huggingface import PretrainedTokenizer, read_tokenizer_json
 from minigpt.tokenizers.spec import TokenizerSpec
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "Tokenizer",
     "TokenizerSpec",
     "minigpt_settings_path",
+    "read_tokenizer_json",
     "tokenizer_from_json",
     "trainable_kinds",
 ]

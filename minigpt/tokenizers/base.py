@@ -70,6 +70,11 @@ class Tokenizer(ABC):
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return [self.encode(text) for text in texts]
 
+    def encode_prompt(self, text: str) -> list[int]:
+        """A prompt's ids: `encode`'s, plus the tokens the tokenizer puts around a text of its own
+        accord (a published tokenizer's beginning-of-text token), as other tools encode a prompt."""
+        return self.encode(text)
+
     @abstractmethod
     def decode(self, ids: Iterable[int]) -> str: ...
 

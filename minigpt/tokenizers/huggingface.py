@@ -7,13 +7,14 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from tokenizers import Tokenizer as Backend
 
 from minigpt.errors import MinigptError, first_line
-from minigpt.tokenizers.base import END_OF_TEXT, PADDING, Tokenizer
+from minigpt.tokenizers.base import END_OF_TEXT, PADDING, Tokenizer, minigpt_settings_path, tokenizer_from_json
 
 BYTE_ALPHABET_SIZE = 256
 # Common names of end-of-text and padding tokens in published tokenizer.json files.
@@ -85,11 +86,18 @@ class HuggingFaceTokenizer(Tokenizer):
     def encode(self, text: str) -> list[int]:
         return self.encode_batch([text])[0]
 
+    def encode_prompt(self, text: str) -> list[int]:
+        # With its post-processor's tokens (Llama's <s>), as `tokenizer(text)` gives in transformers.
+        return self._encode([text], add_special_tokens=True)[0]
+
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return self._encode(texts, add_special_tokens=False)
+
+    def _encode(self, texts: Sequence[str], add_special_tokens: bool) -> list[list[int]]:
         # The fast variant skips the character offsets, which minigpt never reads: the same ids,
         # sooner (benchmarks/README.md, "Tokenizing a corpus against the library").
         try:
-            encodings = self.backend.encode_batch_fast(list(texts), add_special_tokens=False)
+            encodings = self.backend.encode_batch_fast(list(texts), add_special_tokens=add_special_tokens)
         except Exception as error:  # a vocabulary without an unknown token refuses what it lacks
             unknown = self.unknown_pieces(texts)
             if not unknown:
@@ -127,13 +135,9 @@ class HuggingFaceTokenizer(Tokenizer):
         return json.loads(self.backend.to_str())
 
     def to_huggingface(self) -> str:
-        data = self.backend_dict()
-        processor = self.backend.post_processor
-        if processor is not None and processor.num_special_tokens_to_add(False):
-            # minigpt encodes without the tokens a post-processor puts around a text (Llama's
-            # <s>, BERT's [CLS]): a file that kept them would give other tools other ids.
-            data["post_processor"] = None
-        return json.dumps(data, ensure_ascii=False)
+        # The post-processor stays: transformers then encodes a prompt as `encode_prompt` does,
+        # and text without special tokens (add_special_tokens=False) as `encode` does.
+        return self.backend.to_str()
 
 
 class PretrainedTokenizer(HuggingFaceTokenizer):
@@ -141,9 +145,25 @@ class PretrainedTokenizer(HuggingFaceTokenizer):
 
     kind: ClassVar[str] = "pretrained"
 
-    def __init__(self, backend: Backend, source: str) -> None:
+    def __init__(self, backend: Backend, source: str, end_of_text: str | None = None) -> None:
         super().__init__(backend)
         self.source = source
+        # The model's own end-of-text token when its config names one (a model directory's
+        # eos_token_id), over the usual names.
+        self.end_of_text = end_of_text if end_of_text is not None and backend.token_to_id(end_of_text) else None
+
+    @property
+    def eot_id(self) -> int | None:
+        if self.end_of_text is not None:
+            return self.backend.token_to_id(self.end_of_text)
+        return super().eot_id
+
+    def with_end_of_text(self, token_id: int) -> PretrainedTokenizer:
+        """This tokenizer with `token_id` as its end-of-text token."""
+        token = self.backend.id_to_token(token_id)
+        if token is None:
+            return self
+        return PretrainedTokenizer(Backend.from_str(self.backend.to_str()), self.source, token)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, key: str = "tokenizer.path") -> PretrainedTokenizer:
@@ -156,8 +176,26 @@ class PretrainedTokenizer(HuggingFaceTokenizer):
             ) from None
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "source": self.source, "backend": self.backend_dict()})
+        data = {"kind": self.kind, "source": self.source, "backend": self.backend_dict()}
+        if self.end_of_text is not None:
+            data["end_of_text"] = self.end_of_text
+        return json.dumps(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PretrainedTokenizer:
-        return cls(Backend.from_str(json.dumps(data["backend"])), data.get("source", "?"))
+        return cls(Backend.from_str(json.dumps(data["backend"])), data.get("source", "?"), data.get("end_of_text"))
+
+
+def read_tokenizer_json(path: Path, key: str) -> Tokenizer:
+    """A Hugging Face tokenizer.json, as minigpt's own kind when minigpt wrote it (its settings
+    lie beside it: `minigpt tokenizer train`, `minigpt export`), else as the `pretrained` kind."""
+    settings = minigpt_settings_path(path)
+    if settings.is_file():
+        own = tokenizer_from_json(settings.read_text(encoding="utf-8"), source=str(settings))
+        try:
+            same = json.loads(own.to_huggingface()) == json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            same = False
+        if same:
+            return own
+    return PretrainedTokenizer.from_file(path, key)
