@@ -27,7 +27,7 @@ LAYERS = [
     ["pretrained"],
     ["data"],
     ["module", "callbacks", "progress", "freezing", "evaluation", "strategies", "atomic_io"],
-    ["commands", "sweep", "cli", "__main__"],
+    ["commands", "sweep", "serving", "cli", "__main__"],
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 WITHOUT_LIGHTNING = [
