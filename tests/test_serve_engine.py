@@ -58,11 +58,12 @@ class Collected:
         self.tokens = [0] * choices
         self.done = threading.Event()
 
-    def __call__(self, event: Event) -> None:
-        self.texts[event.choice] += event.text
-        self.tokens[event.choice] = event.tokens
-        if event.finish or event.error:
-            self.finish[event.choice] = event.finish or event.error
+    def __call__(self, events: list[Event]) -> None:
+        for event in events:
+            self.texts[event.choice] += event.text
+            self.tokens[event.choice] = event.tokens
+            if event.finish or event.error:
+                self.finish[event.choice] = event.finish or event.error
         if all(self.finish):
             self.done.set()
 
@@ -119,7 +120,7 @@ def test_a_cancelled_job_frees_its_rows_before_the_next_step(model: GPT, tokeniz
     engine.start()
     try:
         first = threading.Event()
-        job = Job([Choice([1, 2, 3], Sampling(temperature=0), 0, 10**9)], lambda event: first.set())
+        job = Job([Choice([1, 2, 3], Sampling(temperature=0), 0, 10**9)], lambda events: first.set())
         engine.submit(job)
         assert first.wait(60)
         waiting = submit(engine, tokenizer, "ab", 5, Sampling(temperature=0), 0)

@@ -15,5 +15,5 @@ def run(options: argparse.Namespace) -> None:
     if out.exists() and not out.is_dir():
         raise MinigptError(f"--out: {out} is a file; pass a directory")
     checkpoint = load_checkpoint(options.ckpt_path)
-    written = export_model(checkpoint.model, checkpoint.tokenizer, out)
+    written = export_model(checkpoint.model, checkpoint.tokenizer, out, checkpoint.style)
     print(f"wrote {out}/ ({', '.join(written)})")

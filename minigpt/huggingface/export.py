@@ -3,7 +3,8 @@
 Written: `config.json` and `model.safetensors` (the architecture transformers knows for the
 model's options), `tokenizer.json` (the same ids for every text), `tokenizer_config.json` and
 `special_tokens_map.json` (so `AutoTokenizer` builds a fast tokenizer from that file, not a
-GPT-2 tokenizer with its own pre-tokenizer), and `generation_config.json` (the end-of-text id
+GPT-2 tokenizer with its own pre-tokenizer; the chat template `minigpt serve` uses rides along,
+so `apply_chat_template` builds the same prompt), and `generation_config.json` (the end-of-text id
 that stops generation).
 """
 
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from minigpt.errors import MinigptError
+from minigpt.huggingface.chat_template import chat_template_for
 from minigpt.huggingface.gpt2 import GPT2_LAYOUT, gpt2_config, gpt2_tensors
 from minigpt.huggingface.llama import (
     LLAMA_LAYOUT,
@@ -30,6 +32,7 @@ from minigpt.huggingface.llama import (
     qwen3_tensors,
 )
 from minigpt.model import GPT, GPTConfig
+from minigpt.prompts import PromptStyle
 from minigpt.tokenizers import Tokenizer
 
 EXPORTED_FILES = (
@@ -91,7 +94,7 @@ def special_tokens(tokenizer: Tokenizer) -> dict[str, tuple[str, int]]:
     return found
 
 
-def tokenizer_config(tokenizer: Tokenizer, block_size: int) -> dict[str, Any]:
+def tokenizer_config(tokenizer: Tokenizer, block_size: int, style: PromptStyle | None = None) -> dict[str, Any]:
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": block_size,
@@ -99,6 +102,7 @@ def tokenizer_config(tokenizer: Tokenizer, block_size: int) -> dict[str, Any]:
         "clean_up_tokenization_spaces": False,
         "add_prefix_space": False,
         **{name: text for name, (text, _) in special_tokens(tokenizer).items()},
+        "chat_template": chat_template_for(style),
     }
 
 
@@ -115,8 +119,11 @@ def write_json(path: Path, values: dict[str, Any]) -> None:
     path.write_text(json.dumps(values, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def export_model(model: nn.Module, tokenizer: Tokenizer, out: Path) -> tuple[str, ...]:
-    """Write `model` and `tokenizer` to the directory `out`; the names of the files written."""
+def export_model(
+    model: nn.Module, tokenizer: Tokenizer, out: Path, style: PromptStyle | None = None
+) -> tuple[str, ...]:
+    """Write `model` and `tokenizer` to the directory `out`; the names of the files written.
+    `style`, an instruction-tuned model's prompt style, shapes the chat template."""
     from safetensors.torch import save_file  # only needed here
 
     if not isinstance(model, GPT):
@@ -127,7 +134,7 @@ def export_model(model: nn.Module, tokenizer: Tokenizer, out: Path) -> tuple[str
     save_file(architecture.tensors(model), out / "model.safetensors", metadata={"format": "pt"})
     write_json(out / "config.json", {**architecture.config(model.config), **ids})
     (out / "tokenizer.json").write_text(tokenizer.to_huggingface(), encoding="utf-8")
-    write_json(out / "tokenizer_config.json", tokenizer_config(tokenizer, model.config.block_size))
+    write_json(out / "tokenizer_config.json", tokenizer_config(tokenizer, model.config.block_size, style))
     write_json(out / "special_tokens_map.json", {name: text for name, (text, _) in special_tokens(tokenizer).items()})
     write_json(out / "generation_config.json", {**{k: v for k, v in ids.items() if v is not None}, "do_sample": False})
     # safetensors writes its file readable by its owner only; give every file the usual mode.

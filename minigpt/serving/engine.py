@@ -57,10 +57,11 @@ class QueueFull(Exception):
 
 @dataclass(eq=False)
 class Job:
-    """A request's choices and where their events go (called on the worker thread)."""
+    """A request's choices and where their events go: `listener` is called on the worker thread,
+    once per step with that step's events (one wake-up of the server per request and step)."""
 
     choices: list[Choice]
-    listener: Callable[[Event], None]
+    listener: Callable[[list[Event]], None]
     cancelled: bool = False
 
     def cancel(self) -> None:
@@ -212,8 +213,13 @@ class Engine:
             stepped += zip(rows, self._pick(rows, logits), strict=True)
         self._entering = []
         self.tokens_generated += len(stepped)
+        events: dict[Job, list[Event]] = defaultdict(list)
         for row, token in stepped:
-            self._deliver(row, token)
+            event = self._deliver(row, token)
+            if event is not None and not row.job.cancelled:
+                events[row.job].append(event)
+        for job, job_events in events.items():
+            job.listener(job_events)
         for position in reversed(range(len(self._rows))):
             if self._rows[position].finished:
                 self._remove(position)
@@ -256,8 +262,8 @@ class Engine:
                 tokens[position] = token
         return tokens
 
-    def _deliver(self, row: Row, token: int) -> None:
-        """Add a row's new token and tell its job the text that is now safe to show."""
+    def _deliver(self, row: Row, token: int) -> Event | None:
+        """Add a row's new token; the event of the text that is now safe to show, if any."""
         row.steps += 1
         scanner, decode = row.scanner, self.tokenizer.decode
         finish = None
@@ -274,8 +280,7 @@ class Engine:
                 text += scanner.update(decode(row.answer), final=True)
                 finish = "length"
         row.finished = finish is not None
-        if (text or finish) and not row.job.cancelled:
-            row.job.listener(Event(row.index, text, row.steps, finish))
+        return Event(row.index, text, row.steps, finish) if text or finish else None
 
     def _fail_everything(self, message: str) -> None:
         """Tell every job in the batch that generation failed, and start again with an empty batch."""
@@ -284,5 +289,4 @@ class Engine:
         self._cache = BatchCache(self.model, self.max_rows)
         for job in jobs.values():
             job.cancel()
-            for index in range(len(job.choices)):
-                job.listener(Event(index, "", error=message))
+            job.listener([Event(index, "", error=message) for index in range(len(job.choices))])
