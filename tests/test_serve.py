@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO
+from conftest import REPO, tiny_fit_args
 from serving import Server
+
+from minigpt.cli import main
 
 openai = pytest.importorskip("openai")
 
@@ -308,3 +310,18 @@ def test_serve_help_and_bad_limits_answer_without_a_traceback() -> None:
     assert "--max_rows" in run("--help").stdout
     bad = run("--ckpt_path=x.ckpt", "--max_rows=0")
     assert bad.returncode == 2 and bad.stderr.strip() == "minigpt: error: --max_rows must be 1 or more, got 0"
+
+
+def test_a_bigram_checkpoint_is_refused_in_one_line(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    main(tiny_fit_args(corpus, max_steps=3, **{"model.arch": "bigram", "model.learning_rate": 0.05}))
+    bigram = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit:
+        main(["serve", f"--ckpt_path={bigram}"])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"minigpt: error: --ckpt_path: {bigram} holds a bigram model; minigpt serve batches GPT models "
+        "through their KV cache, so give a GPT checkpoint"
+    )

@@ -55,7 +55,7 @@ def serve(options: argparse.Namespace) -> None:
     checkpoint = load_checkpoint(options.ckpt_path, device=options.device)
     if not isinstance(checkpoint.model, GPT):
         raise MinigptError(
-            f"--ckpt_path: {options.ckpt_path} holds a {type(checkpoint.model).__name__}; minigpt serve batches "
+            f"--ckpt_path: {options.ckpt_path} holds a {checkpoint.arch} model; minigpt serve batches "
             "GPT models through their KV cache, so give a GPT checkpoint"
         )
     name = options.model_name or options.ckpt_path
