@@ -196,6 +196,7 @@ BAD_REQUESTS = [
     ("completions", {"prompt": "ROMEO:", "frequency_penalty": 0.5}, 400, "frequency_penalty"),
     ("completions", {"prompt": "ROMEO:", "top_k": -2}, 400, "top_k"),
     ("completions", {"prompt": "ROMEO:", "repetition_penalty": 0}, 400, "repetition_penalty"),
+    ("completions", {"prompt": "ROMEO:", "seed": 2**64}, 400, "seed"),
     ("chat/completions", {"messages": []}, 400, "messages"),
     ("chat/completions", {"messages": [{"content": "hi"}]}, 400, "messages.0.role"),
     ("chat/completions", {"messages": [{"role": "user", "content": "ROMEO: ~~~"}]}, 400, "messages"),

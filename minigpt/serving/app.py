@@ -17,6 +17,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from minigpt.checkpoint import Checkpoint
 from minigpt.errors import MinigptError
@@ -113,6 +114,22 @@ class Service:
         ]
 
 
+class JobStream(StreamingResponse):
+    """A stream that cancels its job however the response ends: a client that goes before the
+    first chunk never starts the body's generator, whose own clean-up would then never run."""
+
+    def __init__(self, job: Job, content: AsyncIterator[str]) -> None:
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+        self.job = job
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.job.cancel()
+
+
 def submit(service: Service, job: Job) -> None:
     try:
         service.engine.submit(job)
@@ -133,8 +150,7 @@ async def respond(
         events: asyncio.Queue[list[Event]] = asyncio.Queue()
         job = Job(choices, lambda batch: loop.call_soon_threadsafe(events.put_nowait, batch))
         submit(service, job)
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return StreamingResponse(stream(job, events, answer), media_type="text/event-stream", headers=headers)
+        return JobStream(job, stream(job, events, answer))
     finished = asyncio.Event()
 
     def listen(batch: list[Event]) -> None:

@@ -47,7 +47,8 @@ class GenerationRequest(BaseModel):
     repetition_penalty: float | None = Field(None, gt=0)
     stop: list[str] = Field(default_factory=list)
     n: int = Field(1, ge=1)
-    seed: int | None = None
+    # torch's generators take 64-bit seeds; choice k of a request draws with seed + k.
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     stream: bool = False
     stream_options: StreamOptions | None = None
 
