@@ -69,6 +69,11 @@ COMMANDS: dict[str, Command | Group] = {
         "minigpt.commands.sweep:run",
         "sweep_parser",
     ),
+    "serve": Command(
+        "serve a checkpoint with OpenAI's API, batching concurrent requests, and a chat page",
+        "minigpt.commands.serve:run",
+        "serve_parser",
+    ),
 }
 
 

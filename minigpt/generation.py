@@ -94,6 +94,11 @@ def next_token(
     return draw(next_token_probabilities(logits, history, sampling), sampling, generator)
 
 
+def kept_on_slide(block_size: int, window_shift: int | None = None) -> int:
+    """Tokens a full context window keeps when it slides (the module docstring's rule)."""
+    return max(1, block_size - (window_shift or max(1, block_size // 4)))
+
+
 # Inference mode, not only no_grad: no version counters or view tracking on the many small
 # tensors of a step (about 5% more tokens/s at batch 1 on CPU, benchmarks/README.md).
 @torch.inference_mode()
@@ -117,7 +122,7 @@ def generate_tokens(
     row's draws its own.
     """
     block_size = model.config.block_size
-    keep = max(1, block_size - (window_shift or max(1, block_size // 4)))
+    keep = kept_on_slide(block_size, window_shift)
     # A cache as long as the text can get inside the window: no longer than the context.
     cache = (
         model.new_cache(ids.size(0), ids.size(1) + max_new_tokens)

@@ -70,3 +70,24 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     corpus.write_text("\n".join(LINES[i % len(LINES)] for i in range(300)))
     main(tiny_fit_args(corpus, max_steps=30, **{"trainer.default_root_dir": root, "data.cache_dir": root / "cache"}))
     return root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def instructed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10-step alpaca-short instruction fit of a tiny GPT on six Dolly records, once for the session."""
+    from minigpt.cli import main
+
+    root = tmp_path_factory.mktemp("instruct")
+    records = {
+        "data": "minigpt.data.InstructDataModule",
+        "data.path": str(REPO / "tests" / "fixtures" / "dolly6.jsonl"),
+        "data.prompt_style": "alpaca-short",
+        "data.block_size": 512,
+        "data.batch_size": 4,
+        "data.val_fraction": 0.34,
+        "sample.prompt": "### Instruction:\n",
+        "trainer.default_root_dir": root,
+    }
+    args = tiny_fit_args(root / "unused", max_steps=10, **records)
+    main([arg for arg in args if not arg.startswith("--data.max_val_windows")])
+    return root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"

@@ -29,8 +29,8 @@ LAYERS = [
     ["module", "callbacks", "progress", "freezing", "evaluation", "strategies", "atomic_io"],
     # The Lightning wiring: the LightningCLI subclass and the entry that runs a fit.
     ["lightning_cli"],
-    # Programs built on the wiring: a sweep runs fits.
-    ["sweep"],
+    # Programs built on the layers below: a sweep runs fits, a server generates.
+    ["sweep", "serving"],
     ["commands", "cli", "__main__"],
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -1,5 +1,5 @@
 """The argparse parsers of the commands that are not LightningCLI's: generate, chat, export,
-tokenizer train and compare, sweep. They load neither torch nor Lightning, so every `--help` and
+tokenizer train and compare, sweep, serve. They load neither torch nor Lightning, so every `--help` and
 usage error answers at once; minigpt.cli imports a command's runner only once its options parse."""
 
 from __future__ import annotations
@@ -179,4 +179,63 @@ def sweep_parser() -> argparse.ArgumentParser:
         "a study keeps its fixed keys, so a changed sweep needs its own --name",
     )
     parser.add_argument("--show", action="store_true", help="print the trials of an existing study; train nothing")
+    return parser
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minigpt serve",
+        description="Serve a checkpoint over HTTP with OpenAI's API (/v1/completions, /v1/chat/completions, "
+        "/v1/models, /health) and a chat page at /. Concurrent requests are generated in one batch. "
+        "See docs/serving.md.",
+    )
+    parser.add_argument(
+        "--ckpt_path",
+        required=True,
+        help="a checkpoint written by minigpt fit, a Hugging Face model directory or a hub name",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    parser.add_argument(
+        "--api_key",
+        default=None,
+        help="require Authorization: Bearer KEY on every endpoint but /health and the page "
+        "(default: the MINIGPT_API_KEY environment variable, else none)",
+    )
+    parser.add_argument("--model_name", default=None, help="the model's id in the API (default: --ckpt_path as given)")
+    parser.add_argument(
+        "--max_rows", type=int, default=16, help="answers generated at once in one batch (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--max_tokens", type=int, default=1024, help="most tokens one answer may ask for (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--max_context",
+        type=int,
+        default=4096,
+        help="the longest window an answer keeps: the model's context, or this when the model's is longer "
+        "(a 128k context would make the shared cache too large) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max_queue",
+        type=int,
+        default=64,
+        help="requests that may wait for a row; more get 429 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max_body_bytes",
+        type=int,
+        default=1_000_000,
+        help="largest request body; larger get 413 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batching",
+        default="continuous",
+        choices=["continuous", "waves"],
+        help="continuous: a request joins the running batch at the next step; waves: it waits until the "
+        "batch has finished (slower; kept to measure what joining buys) (default: %(default)s)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: %(default)s)")
     return parser

@@ -3,7 +3,8 @@
 Written: `config.json` and `model.safetensors` (the architecture transformers knows for the
 model's options), `tokenizer.json` (the same ids for every text), `tokenizer_config.json` and
 `special_tokens_map.json` (so `AutoTokenizer` builds a fast tokenizer from that file, not a
-GPT-2 tokenizer with its own pre-tokenizer), and `generation_config.json` (the end-of-text id
+GPT-2 tokenizer with its own pre-tokenizer; the chat template `minigpt serve` uses rides along,
+so `apply_chat_template` builds the same prompt), and `generation_config.json` (the end-of-text id
 that stops generation and, for learned positions, the context where a call without a length
 stops).
 """
@@ -21,9 +22,11 @@ import torch
 from torch import nn
 
 from minigpt.errors import MinigptError
+from minigpt.huggingface.chat_template import chat_template_for
 from minigpt.huggingface.gpt2 import gpt2_config, gpt2_differences, gpt2_tensors
 from minigpt.huggingface.llama import FAMILIES, family_config, family_tensors
 from minigpt.model import GPT, GPTConfig
+from minigpt.prompts import PromptStyle
 from minigpt.tokenizers import PretrainedTokenizer, Tokenizer, minigpt_settings_path
 
 EXPORTED_FILES = (
@@ -81,16 +84,15 @@ def special_tokens(tokenizer: Tokenizer) -> dict[str, tuple[str, int]]:
     return found
 
 
-def tokenizer_config(tokenizer: Tokenizer, block_size: int) -> dict[str, Any]:
+def tokenizer_config(tokenizer: Tokenizer, block_size: int, style: PromptStyle | None = None) -> dict[str, Any]:
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": block_size,
         # Decoding must give back the exact text: no space clean-up, no prefix space.
         "clean_up_tokenization_spaces": False,
         "add_prefix_space": False,
-        # A character vocabulary spells `<|endoftext|>` in text character by character.
-        "split_special_tokens": not tokenizer.matches_special_tokens_in_text,
         **{name: text for name, (text, _) in special_tokens(tokenizer).items()},
+        "chat_template": chat_template_for(style),
     }
 
 
@@ -116,8 +118,11 @@ def write_json(path: Path, values: dict[str, Any]) -> None:
     path.write_text(json.dumps(values, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def export_model(model: nn.Module, tokenizer: Tokenizer, out: Path) -> tuple[str, ...]:
-    """Write `model` and `tokenizer` to the directory `out`; the names of the files written."""
+def export_model(
+    model: nn.Module, tokenizer: Tokenizer, out: Path, style: PromptStyle | None = None
+) -> tuple[str, ...]:
+    """Write `model` and `tokenizer` to the directory `out`; the names of the files written.
+    `style`, an instruction-tuned model's prompt style, shapes the chat template."""
     from safetensors.torch import save_file  # only needed here
 
     if not isinstance(model, GPT):
@@ -135,7 +140,7 @@ def export_model(model: nn.Module, tokenizer: Tokenizer, out: Path) -> tuple[str
         settings = minigpt_settings_path(out / "tokenizer.json")
         settings.write_text(tokenizer.to_json(), encoding="utf-8")
         written.append(settings.name)
-    write_json(out / "tokenizer_config.json", tokenizer_config(tokenizer, model.config.block_size))
+    write_json(out / "tokenizer_config.json", tokenizer_config(tokenizer, model.config.block_size, style))
     write_json(out / "special_tokens_map.json", {name: text for name, (text, _) in special_tokens(tokenizer).items()})
     write_json(out / "generation_config.json", generation_config(model.config, ids))
     # safetensors writes its file readable by its owner only; give every file the usual mode.

@@ -41,9 +41,6 @@ class Tokenizer(ABC):
     # A vocabulary that is an alphabet (characters) must cover every split, not only the
     # training text, or validation would meet unknown symbols.
     learns_from_every_split: ClassVar[bool] = False
-    # Whether text that spells a special token (`<|endoftext|>`) encodes as that token's id, as
-    # Hugging Face tokenizers match their added tokens, rather than piece by piece like any text.
-    matches_special_tokens_in_text: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

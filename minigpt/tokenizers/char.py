@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -21,6 +22,7 @@ END_OF_TEXT_CHAR = "\x03"
 # does, instead of encoding it as some other character. Pieces are single characters, so no text
 # can spell it.
 UNKNOWN_WITHOUT_ID = "[UNK]"
+SPECIAL_TOKEN_PATTERN = re.compile("(" + "|".join(re.escape(token) for token in SPECIAL_TOKENS) + ")")
 
 
 def alphabet(text: str | Iterable[str]) -> set[str]:
@@ -41,7 +43,6 @@ class CharTokenizer(Tokenizer):
     kind: ClassVar[str] = "char"
     trainable: ClassVar[bool] = True
     learns_from_every_split: ClassVar[bool] = True
-    matches_special_tokens_in_text: ClassVar[bool] = False
 
     def __init__(self, chars: Sequence[str], special_tokens: bool = False) -> None:
         if not chars:
@@ -106,6 +107,18 @@ class CharTokenizer(Tokenizer):
         )
 
     def encode(self, text: str) -> list[int]:
+        if self.special_tokens and any(token in text for token in SPECIAL_TOKENS):
+            # Text that spells a special token is that token, as in every Hugging Face tokenizer
+            # (and minigpt's byte-level kinds): a chat template's end-of-text is the id it was
+            # trained with, and transformers reads the exported vocabulary the same way.
+            specials = {token: len(self.chars) + index for index, token in enumerate(SPECIAL_TOKENS)}
+            ids: list[int] = []
+            for piece in SPECIAL_TOKEN_PATTERN.split(text):
+                ids.extend([specials[piece]] if piece in specials else self._encode_characters(piece))
+            return ids
+        return self._encode_characters(text)
+
+    def _encode_characters(self, text: str) -> list[int]:
         try:
             return [self._ids[c] for c in text]
         except KeyError:
@@ -134,11 +147,8 @@ class CharTokenizer(Tokenizer):
         return cls(data["chars"], bool(data.get("special_tokens", False)))
 
     def to_huggingface(self) -> str:
-        """A word-level vocabulary of single characters, each character its own piece.
-
-        Its special tokens are added tokens, which Hugging Face tokenizers match in text; the
-        export's tokenizer_config.json turns that off (`matches_special_tokens_in_text`).
-        """
+        """A word-level vocabulary of single characters, each character its own piece; its special
+        tokens are added tokens, which Hugging Face tokenizers match in text, as `encode` does."""
         vocab = {char: index for index, char in enumerate(self.chars)}
         backend = Backend(models.WordLevel(vocab, unk_token=UNKNOWN_WITHOUT_ID))
         backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
