@@ -124,6 +124,12 @@ def add_adapters(model: nn.Module, config: LoRAConfig, train: tuple[nn.Module, .
     """Freeze `model`, give its target layers adapters, and leave trainable only the adapters and
     the modules in `train`; the number of trainable parameters."""
     layers = target_layers(model, config.targets)
+    head = getattr(model, "lm_head", None)
+    if "lm_head" in layers and head is not None and head.weight is getattr(model, "transformer", model).wte.weight:
+        raise MinigptError(
+            f"{KEY}.targets: lm_head is the token embedding's transpose in this model (a tied head); an adapter "
+            "would untie them: leave lm_head out"
+        )
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     for name, layer in layers.items():
