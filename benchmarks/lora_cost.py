@@ -96,9 +96,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "lora_cost")
     options = parser.parse_args()
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {options.steps} steps of {TOKENS_PER_STEP} tokens"
-    )
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads, {options.steps} steps of {TOKENS_PER_STEP} tokens")
     print("| model | recipe | ms/step | peak RSS | checkpoint |")
     print("| --- | --- | ---: | ---: | ---: |")
     for name, config in SHAPES.items():
