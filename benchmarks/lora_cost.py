@@ -5,7 +5,7 @@ peak memory of the process, and the size of the checkpoint each writes.
 
     MINIGPT_DATA_DIR=../shared/data python benchmarks/lora_cost.py
 
-Each run is `minigpt fit` in a process of its own, from a Hugging Face directory written with
+Each run is `minigpt fit` in a process of its own (the two recipes in turns, --repeats times), from a Hugging Face directory written with
 random weights, on Tiny Shakespeare windows of 128 tokens, batch 4, for --steps steps with one
 validation (and checkpoint) at the end. configs/finetune.yaml and configs/finetune-lora.yaml are
 the two recipes; only the data and the step budget are overridden.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 from pathlib import Path
 
 import torch
@@ -94,6 +95,7 @@ def fine_tune(source: Path, recipe: str, root: Path, steps: int) -> tuple[float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each recipe, in turns (medians reported)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "lora_cost")
     options = parser.parse_args()
     threads = torch.get_num_threads()
@@ -103,12 +105,15 @@ def main() -> None:
     for name, config in SHAPES.items():
         slug = name.split(" ")[0].lower()
         source = random_model_directory(config, options.out / slug / "model")
+        runs: dict[str, list[tuple[float, float, float]]] = {"finetune.yaml": [], "finetune-lora.yaml": []}
+        for repeat in range(options.repeats):  # in turns, so that the machine's drift touches both alike
+            for recipe, measured in runs.items():
+                root = options.out / slug / f"{recipe.removesuffix('.yaml')}-{repeat}"
+                measured.append(fine_tune(source, recipe, root, options.steps))
         results = {}
-        for recipe in ("finetune.yaml", "finetune-lora.yaml"):
-            results[recipe] = fine_tune(
-                source, recipe, options.out / slug / recipe.removesuffix(".yaml"), options.steps
-            )
-            step_ms, rss, size = results[recipe]
+        for recipe, measured in runs.items():
+            step_ms, rss, size = (statistics.median(values) for values in zip(*measured, strict=True))
+            results[recipe] = (step_ms, rss, size)
             print(f"| {name} | {recipe} | {step_ms:.0f} | {rss:,.0f} MiB | {size:,.1f} MiB |", flush=True)
         (full_ms, full_rss, full_size), (lora_ms, lora_rss, lora_size) = results.values()
         print(

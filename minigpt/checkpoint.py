@@ -88,6 +88,17 @@ def stored_tokenizer(checkpoint: dict[str, Any], path: str | Path) -> Tokenizer:
     return tokenizer_from_json(checkpoint[METADATA_KEY]["tokenizer"], source=f"tokenizer in {path}")
 
 
+def gpt_from_state(config: GPTConfig, state: dict[str, torch.Tensor]) -> GPT:
+    """A GPT of `config` holding `state`, built without first drawing the random weights it
+    would overwrite (on the meta device): one copy of a large model's weights in memory, not two."""
+    with torch.device("meta"):
+        model = GPT(config)
+    model.load_state_dict({name: tensor.float() for name, tensor in state.items()}, assign=True)
+    if config.tie_embeddings:
+        model.lm_head.weight = model.transformer.wte.weight
+    return model
+
+
 def weights_file(path: Path) -> Path:
     """The file that holds a source's weights: the checkpoint itself, or a directory's safetensors."""
     return path / "model.safetensors" if path.is_dir() else path
@@ -122,6 +133,13 @@ class Source:
         """The model with its weights (a LoRA checkpoint's adapters folded into its base's)."""
         if self.lora is not None:
             return merge_adapters(self.adapted_network())
+        if self.arch == "gpt":
+            try:
+                return gpt_from_state(self.config, self.state)
+            except RuntimeError as error:
+                raise MinigptError(
+                    f"{self.key}: {self.path} has weights that do not fit its own model config ({error})"
+                ) from None
         model = build_model(self.arch, self.config.to_dict())
         self._load_into(model, strict=True)
         return model
@@ -129,10 +147,12 @@ class Source:
     def adapted_network(self) -> nn.Module:
         """A LoRA checkpoint's base weights with its adapters, unmerged (what its run trains)."""
         assert self.lora is not None
-        base = lora_base(self)
-        model = GPT(self.config)
-        state = fit_vocabulary(base.network().state_dict(), model.state_dict())
-        model.load_state_dict(state)
+        base = lora_base(self).network()
+        if base.config.vocab_size == self.config.vocab_size:
+            model = base
+        else:  # the run added tokens: their rows come from this checkpoint
+            model = GPT(self.config)
+            model.load_state_dict(fit_vocabulary(base.state_dict(), model.state_dict()))
         add_adapters(model, LoRAConfig.from_dict(self.lora["config"]))
         self._load_into(model, strict=False)
         return model

@@ -43,7 +43,8 @@ from minigpt.data import __all__ as DATA_MODULE_NAMES
 from minigpt.errors import MinigptError, first_line
 from minigpt.evaluation import TextSample
 from minigpt.files import check_writable, remove_stale_partials
-from minigpt.huggingface.hub import FILE_SUFFIXES, HUB_NAME, check_source, source_exists
+from minigpt.huggingface.directory import REQUIRED_FILES
+from minigpt.huggingface.hub import FILE_SUFFIXES, HUB_NAME, check_source, resolve_source, source_exists
 from minigpt.model import CONFIG_KEY, GPTConfig
 from minigpt.module import LanguageModel
 from minigpt.progress import RunLogger, RunSettings, StepProgressBar
@@ -128,6 +129,9 @@ def resumable_hyperparameters(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 class MinigptCLI(LightningCLI):
+    # The --ckpt_path a fine-tune starts from, which becomes model.init_from.
+    _finetune_from: str | None = None
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(TextSample, "sample")
@@ -168,6 +172,7 @@ class MinigptCLI(LightningCLI):
             # A fine-tune starts from the weights; evaluating a Hugging Face model is evaluating
             # the weights a run would start from.
             config.finetune = True
+            self._finetune_from = ckpt_path
             start_from_checkpoint(config)
         elif ckpt_path and ckpt_path not in LIGHTNING_CKPT_NAMES:
             # The interrupted run that wrote it may have left half a checkpoint write behind
@@ -241,15 +246,20 @@ class MinigptCLI(LightningCLI):
         # Checkpoint writes that a kill interrupted in earlier runs: nobody will finish them.
         for folder in Path(root).glob("lightning_logs/version_*/checkpoints"):
             remove_stale_partials(folder)
+        init_from = config.model.get("init_from")
+        if init_from:
+            # Checked (and a hub name fetched into the Hugging Face cache) here, so that a wrong
+            # path or a failed download is reported under the key the user set.
+            key = "--ckpt_path" if config.get("finetune") and init_from == self._finetune_from else "model.init_from"
+            check_source(init_from, key)
+            resolve_source(init_from, key, REQUIRED_FILES)
         # The data module encodes with the tokenizer of the weights the run starts from.
         data_args = config.get("data") and config.data.get("init_args")
         if data_args is None or "tokenizer_from" not in data_args or data_args.tokenizer_from is not None:
             return
         ckpt_path = config.get("ckpt_path")
-        if config.model.get("init_from"):
-            # Checked here so that a wrong path is reported under the key the user set.
-            check_source(config.model.init_from, "model.init_from")
-            data_args.tokenizer_from = config.model.init_from
+        if init_from:
+            data_args.tokenizer_from = init_from
         elif ckpt_path and ckpt_path not in LIGHTNING_CKPT_NAMES:
             data_args.tokenizer_from = ckpt_path
 

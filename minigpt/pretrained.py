@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from minigpt.checkpoint import ARCHITECTURES, build_model, fingerprint, fit_vocabulary, open_source
+from minigpt.checkpoint import ARCHITECTURES, build_model, fingerprint, fit_vocabulary, gpt_from_state, open_source
 from minigpt.errors import MinigptError
 from minigpt.huggingface.directory import REQUIRED_FILES
 from minigpt.huggingface.hub import resolve_source
@@ -143,9 +143,13 @@ def _start_from(init_from: str, given: GPTConfig, vocab_size: int, block_size: i
     # than its tokenizer has tokens (a padded vocabulary) keeps them all. The model keeps all
     # the source's positions: shorter training windows use the first ones.
     rows = max(vocab_size, config.vocab_size, given.vocab_size or 0)
-    model = GPT(replace(config, vocab_size=rows, dropout=given.dropout))
+    sized = replace(config, vocab_size=rows, dropout=given.dropout)
     try:
-        model.load_state_dict(fit_vocabulary(source.state_dict, model.state_dict()))
+        if rows == config.vocab_size:
+            model = gpt_from_state(sized, source.state_dict)
+        else:  # new tokens' rows start as a new model's would
+            model = GPT(sized)
+            model.load_state_dict(fit_vocabulary(source.state_dict, model.state_dict()))
     except RuntimeError as error:
         raise MinigptError(f"model.init_from: {init_from} has weights that do not fit its config ({error})") from None
     added = rows - config.vocab_size

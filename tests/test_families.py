@@ -243,3 +243,26 @@ def test_a_sliding_window_or_another_rope_type_is_refused_naming_the_field(tmp_p
     (folder / "config.json").write_text(json.dumps({**values, "model_type": "llama", "rope_scaling": yarn}))
     with pytest.raises(MinigptError, match=r"rope_scaling.rope_type 'yarn' does not load"):
         load_checkpoint(folder)
+
+
+def test_a_hub_name_offline_says_how_to_supply_a_local_directory(
+    corpus: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    name = "HuggingFaceTB/SmolLM2-135M"
+    lora_fit = [
+        "fit",
+        f"--config={REPO / 'configs' / 'finetune-lora.yaml'}",
+        f"--ckpt_path={name}",
+        "--data=minigpt.data.TextDataModule",
+        f"--data.path={corpus}",
+    ]
+    for command in (["generate", f"--ckpt_path={name}", "--prompt=Hi"], lora_fit):
+        with pytest.raises(SystemExit) as exit:
+            main(command)
+        assert exit.value.code == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("minigpt: error:")]
+        assert len(errors) == 1, errors
+        assert f"could not download '{name}' from the Hugging Face hub" in errors[0]
+        assert f"hf download {name} config.json model.safetensors tokenizer.json" in errors[0]
+        assert "pass --ckpt_path=DIR" in errors[0], errors[0]

@@ -13,16 +13,24 @@ HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 FILE_SUFFIXES = (".ckpt", ".json", ".safetensors")
 
 
+# Fetched beside a model's required files when the repository has them: its chat template,
+# generation defaults and tokenizer settings, which serving and exports read.
+COMPANION_FILES = ("tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "chat_template.jinja")
+
+
 def download_from_hub(name: str, key: str, files: tuple[str, ...]) -> Path:
-    """The local snapshot of hub repository `name`, with only `files`."""
+    """The local snapshot of hub repository `name` with `files` (and their companions), from the
+    Hugging Face cache when it holds them (HF_HUB_OFFLINE=1 looks nowhere else)."""
     from huggingface_hub import snapshot_download  # slow to import; only needed for hub names
 
+    wanted = [*files, *(COMPANION_FILES if "config.json" in files else ())]
     try:
-        return Path(snapshot_download(name, allow_patterns=list(files)))
+        return Path(snapshot_download(name, allow_patterns=wanted))
     except Exception as error:  # offline, unknown repo, no access: all end the same way for a user
         raise MinigptError(
             f"{key}: could not download {name!r} from the Hugging Face hub ({first_line(error)}); download it where "
-            f"there is internet (huggingface-cli download {name} {' '.join(files)} --local-dir DIR) and pass {key}=DIR"
+            f"there is internet (hf download {name} {' '.join(wanted)} --local-dir DIR), copy DIR here and pass "
+            f"{key}=DIR"
         ) from None
 
 
