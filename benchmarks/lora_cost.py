@@ -5,10 +5,11 @@ peak memory of the process, and the size of the checkpoint each writes.
 
     MINIGPT_DATA_DIR=../shared/data python benchmarks/lora_cost.py
 
-Each run is `minigpt fit` in a process of its own (the two recipes in turns, --repeats times), from a Hugging Face directory written with
-random weights, on Tiny Shakespeare windows of 128 tokens, batch 4, for --steps steps with one
-validation (and checkpoint) at the end. configs/finetune.yaml and configs/finetune-lora.yaml are
-the two recipes; only the data and the step budget are overridden.
+Each run is `minigpt fit` in a process of its own (the two recipes in turns, --repeats times),
+from a Hugging Face directory written with random weights, on Tiny Shakespeare windows of 128
+tokens, batch 4, for --steps steps with one validation (and checkpoint) at the end.
+configs/finetune.yaml and configs/finetune-lora.yaml are the two recipes; only the data and the
+step budget are overridden.
 """
 
 from __future__ import annotations
