@@ -237,3 +237,40 @@ def test_a_lora_checkpoint_without_its_base_says_so(
     torch.save({**torch.load(pretrained, weights_only=True), "epoch": 99}, base)
     with pytest.raises(MinigptError, match="has changed since"):
         load_checkpoint(last_of(tmp_path))
+
+
+def test_predict_and_validate_take_a_lora_checkpoint(
+    trained: Path, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("ROMEO:\nJULIET:\n", encoding="utf-8")
+    answers = tmp_path / "answers.jsonl"
+    main(
+        [
+            "predict",
+            f"--ckpt_path={trained}",
+            f"--data.prompts={prompts}",
+            f"--predictions.path={answers}",
+            "--data.sampling.temperature=0",
+            "--data.max_new_tokens=12",
+        ]
+    )
+    merged = load_checkpoint(trained)
+    for line in answers.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        assert record["completion"] == merged.generate(record["prompt"], 12, Sampling(temperature=0.0))[0]
+    main(
+        [
+            "validate",
+            f"--config={REPO / 'configs' / 'finetune-lora.yaml'}",
+            "--finetune=false",
+            f"--ckpt_path={trained}",
+            "--data=minigpt.data.TextDataModule",
+            f"--data.path={corpus}",
+            "--data.block_size=32",
+            "--data.max_val_windows=4",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    assert "val/loss" in capsys.readouterr().out
