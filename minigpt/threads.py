@@ -84,15 +84,21 @@ class CoreShare:
 
 
 class ThreadPolicy:
-    """Chooses and applies this process's torch thread count; `update()` follows other processes
-    coming and going. Each method returns a line worth logging when the count is set or changes."""
+    """Chooses and applies this process's torch thread count when it starts, from the minigpt
+    processes computing beside it; with `adaptive`, `update()` follows them as they come and go.
+    Each method returns a line worth logging when the count is set or changes.
 
-    def __init__(self, threads: int | None = None, share: CoreShare | None = None) -> None:
+    Fixed by default, because a matrix product or a sum split over another number of threads adds
+    its terms in another order: a run whose thread count changed midway no longer computes what
+    an undisturbed run computes, and a resumed run no longer what an uninterrupted one did."""
+
+    def __init__(self, threads: int | None = None, share: CoreShare | None = None, adaptive: bool = False) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be 1 or more, got {threads}")
         self.threads = threads
         self.share = share or CoreShare()
         self.automatic = threads is None and not USER_SET_THREADS
+        self.adaptive = adaptive
         self._before = torch.get_num_threads()
 
     def start(self) -> str:
@@ -103,11 +109,22 @@ class ThreadPolicy:
         if not self.automatic:
             return f"CPU threads: {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})"
         self.share.join()
-        return self.update(always=True) or ""
+        return self._share(always=True) or ""
 
-    def update(self, always: bool = False) -> str | None:
-        if not self.automatic:
+    def update(self) -> str | None:
+        """Follow the processes that share the CPU now (adaptive policies only)."""
+        if not (self.automatic and self.adaptive):
             return None
+        return self._share()
+
+    def restore(self, threads: int) -> str | None:
+        """Compute with `threads` again (a resumed run: the count the interrupted run had)."""
+        if not self.automatic or threads == torch.get_num_threads():
+            return None
+        torch.set_num_threads(threads)
+        return f"CPU threads: {threads} (as the run that wrote the checkpoint, so that it computes alike)"
+
+    def _share(self, always: bool = False) -> str | None:
         processes = self.share.processes()
         threads = max(1, DEFAULT_THREADS // processes)
         if threads == torch.get_num_threads() and not always:

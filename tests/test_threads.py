@@ -37,8 +37,28 @@ def automatic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     torch.set_num_threads(before)
 
 
-def test_threads_follow_the_processes_that_share_the_cpu(automatic: Path) -> None:
+def test_a_run_keeps_the_threads_it_started_with_while_others_come_and_go(automatic: Path) -> None:
     policy = ThreadPolicy()
+    assert policy.start() == "CPU threads: 4 (alone on the CPU)"
+    other = subprocess.Popen([sys.executable, "-c", HOLDER, str(automatic)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "joined"
+        assert policy.update() is None and torch.get_num_threads() == 4
+        # A run that starts now sees the two others and takes its share.
+        second = ThreadPolicy()
+        assert "3 minigpt processes share" in second.start() and torch.get_num_threads() == 1
+        second.stop()
+        # A resumed run computes with the count its checkpoint's run had.
+        assert policy.restore(2) == "CPU threads: 2 (as the run that wrote the checkpoint, so that it computes alike)"
+        assert torch.get_num_threads() == 2
+    finally:
+        other.kill()
+        other.wait()
+    policy.stop()
+
+
+def test_adaptive_threads_follow_the_processes_that_share_the_cpu(automatic: Path) -> None:
+    policy = ThreadPolicy(adaptive=True)
     assert policy.start() == "CPU threads: 4 (alone on the CPU)" and torch.get_num_threads() == 4
     other = subprocess.Popen([sys.executable, "-c", HOLDER, str(automatic)], stdout=subprocess.PIPE, text=True)
     try:
