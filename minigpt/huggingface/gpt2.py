@@ -96,17 +96,22 @@ def gpt2_config(config: GPTConfig) -> dict:
 
 
 def state_dict_from_gpt2(tensors: dict[str, torch.Tensor], config: GPTConfig, source: str) -> dict[str, torch.Tensor]:
-    """GPT-2 tensors renamed (and Conv1D weights transposed) to minigpt's GPT state dict."""
+    """GPT-2 tensors renamed (and Conv1D weights transposed) to minigpt's GPT state dict.
+
+    `tensors` is consumed: each tensor is let go once converted, so that a large model's weights
+    are never in memory twice."""
     state: dict[str, torch.Tensor] = {}
-    for name, tensor in tensors.items():
+    for key in list(tensors):
+        tensor = tensors.pop(key)
         # The hub's GPT-2 names start at the base model ("h.0..."); save_pretrained adds "transformer.".
-        name = name.removeprefix("transformer.")
+        name = key.removeprefix("transformer.")
         if name.endswith(IGNORED_SUFFIXES) or name == "lm_head.weight":
             continue
         if name.endswith(CONV1D_WEIGHTS):
             tensor = tensor.t()
         state[f"transformer.{name}"] = tensor.contiguous()
-    expected = GPT(config).state_dict().keys()
+    with torch.device("meta"):  # only the names: no weights to draw
+        expected = GPT(config).state_dict().keys()
     missing = sorted(set(expected) - state.keys() - {"lm_head.weight"})
     if missing:
         shown = ", ".join(name.removeprefix("transformer.") for name in missing[:4])

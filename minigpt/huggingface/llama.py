@@ -223,30 +223,35 @@ def family_reader(family: Family) -> Callable[[dict[str, Any], str], GPTConfig]:
 
 
 def state_dict_from_family(tensors: dict[str, torch.Tensor], config: GPTConfig, source: str) -> dict[str, torch.Tensor]:
-    """The family's tensors under minigpt's names: q, k, v joined into `c_attn`, gate and up into `c_fc`."""
+    """The family's tensors under minigpt's names: q, k, v joined into `c_attn`, gate and up into `c_fc`.
+
+    `tensors` is consumed: each tensor is let go once used, so that a large model's weights are
+    never in memory twice."""
+    take = tensors.pop
     try:
+        embedding = take("model.embed_tokens.weight")
         state = {
-            "transformer.wte.weight": tensors["model.embed_tokens.weight"],
-            "transformer.ln_f.weight": tensors["model.norm.weight"],
-            "lm_head.weight": tensors["model.embed_tokens.weight" if config.tie_embeddings else "lm_head.weight"],
+            "transformer.wte.weight": embedding,
+            "transformer.ln_f.weight": take("model.norm.weight"),
+            "lm_head.weight": embedding if config.tie_embeddings else take("lm_head.weight"),
         }
         for index in range(config.n_layer):
             ours, theirs = f"transformer.h.{index}.", f"model.layers.{index}."
-            state[ours + "ln_1.weight"] = tensors[theirs + "input_layernorm.weight"]
-            state[ours + "ln_2.weight"] = tensors[theirs + "post_attention_layernorm.weight"]
+            state[ours + "ln_1.weight"] = take(theirs + "input_layernorm.weight")
+            state[ours + "ln_2.weight"] = take(theirs + "post_attention_layernorm.weight")
             suffixes = ("weight", "bias") if config.bias else ("weight",)
             attention_suffixes = ("weight", "bias") if config.has_qkv_bias else ("weight",)
             for suffix in attention_suffixes:
-                attention = [tensors[f"{theirs}self_attn.{name}_proj.{suffix}"] for name in ("q", "k", "v")]
+                attention = [take(f"{theirs}self_attn.{name}_proj.{suffix}") for name in ("q", "k", "v")]
                 state[f"{ours}attn.c_attn.{suffix}"] = torch.cat(attention)
             for suffix in suffixes:
-                state[f"{ours}attn.c_proj.{suffix}"] = tensors[f"{theirs}self_attn.o_proj.{suffix}"]
-                gated = [tensors[f"{theirs}mlp.{name}_proj.{suffix}"] for name in ("gate", "up")]
+                state[f"{ours}attn.c_proj.{suffix}"] = take(f"{theirs}self_attn.o_proj.{suffix}")
+                gated = [take(f"{theirs}mlp.{name}_proj.{suffix}") for name in ("gate", "up")]
                 state[f"{ours}mlp.c_fc.{suffix}"] = torch.cat(gated)
-                state[f"{ours}mlp.c_proj.{suffix}"] = tensors[f"{theirs}mlp.down_proj.{suffix}"]
+                state[f"{ours}mlp.c_proj.{suffix}"] = take(f"{theirs}mlp.down_proj.{suffix}")
             if config.qk_norm_gains:
                 for name in ("q_norm", "k_norm"):
-                    state[f"{ours}attn.{name}.weight"] = tensors[f"{theirs}self_attn.{name}.weight"]
+                    state[f"{ours}attn.{name}.weight"] = take(f"{theirs}self_attn.{name}.weight")
     except KeyError as error:
         raise MinigptError(
             f"{source} lacks weight {error.args[0]}; is it a complete {config_family_name(config)} model.safetensors?"
