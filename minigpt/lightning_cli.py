@@ -29,24 +29,22 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from minigpt.atomic_io import AtomicCheckpointIO
-from minigpt.callbacks import (
-    CpuThreads,
-    GracefulInterrupt,
-    OptimizationLogger,
-    PredictionsFile,
-    RandomState,
-    RemoveEmptyRun,
-    ThroughputLogger,
-)
+from minigpt.callbacks.cpu_threads import CpuThreads
+from minigpt.callbacks.evaluation import TextSample
+from minigpt.callbacks.hparams import RunLogger, RunSettings
+from minigpt.callbacks.interrupt import GracefulInterrupt
+from minigpt.callbacks.metrics import OptimizationLogger, ThroughputLogger
+from minigpt.callbacks.predictions import PredictionsFile
+from minigpt.callbacks.progress_bar import StepProgressBar
+from minigpt.callbacks.random_state import RandomState
+from minigpt.callbacks.run_folder import RemoveEmptyRun
 from minigpt.checkpoint import read_checkpoint
 from minigpt.data import __all__ as DATA_MODULE_NAMES
 from minigpt.errors import MinigptError, first_line
-from minigpt.evaluation import TextSample
 from minigpt.files import check_writable, remove_stale_partials
 from minigpt.huggingface.hub import FILE_SUFFIXES, HUB_NAME, check_source
 from minigpt.model import CONFIG_KEY, GPTConfig
 from minigpt.module import LanguageModel
-from minigpt.progress import RunLogger, RunSettings, StepProgressBar
 from minigpt.tokenizers import TokenizerSpec
 
 # GPTConfig's field docstrings are the help of the model.gpt.* keys.

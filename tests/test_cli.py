@@ -123,7 +123,7 @@ def tiny_instruct_args(max_steps: int = 20) -> list[str]:
     }
     args = tiny_fit_args(Path("unused"), max_steps=max_steps, **overrides)
     evaluation = [
-        "--trainer.callbacks+=minigpt.evaluation.InstructionEvaluation",
+        "--trainer.callbacks+=minigpt.callbacks.evaluation.InstructionEvaluation",
         "--trainer.callbacks.max_new_tokens=8",
     ]
     return [arg for arg in args if not arg.startswith("--data.max_val_windows")] + evaluation

@@ -26,7 +26,7 @@ LAYERS = [
     ["checkpoint"],
     ["pretrained"],
     ["data"],
-    ["module", "callbacks", "progress", "freezing", "evaluation", "strategies", "atomic_io"],
+    ["module", "callbacks", "strategies", "atomic_io"],
     # The Lightning wiring: the LightningCLI subclass and the entry that runs a fit.
     ["lightning_cli"],
     # Programs built on the wiring: a sweep runs fits.
