@@ -42,6 +42,7 @@ from minigpt.checkpoint import read_checkpoint
 from minigpt.data import __all__ as DATA_MODULE_NAMES
 from minigpt.errors import MinigptError, first_line
 from minigpt.files import check_writable, remove_stale_partials
+from minigpt.huggingface.directory import check_model_dir
 from minigpt.huggingface.hub import FILE_SUFFIXES, HUB_NAME, check_source
 from minigpt.model import CONFIG_KEY, GPTConfig
 from minigpt.module import LanguageModel
@@ -63,6 +64,7 @@ MOVED_KEYS = {
     "model.preset": f"{CONFIG_KEY} (write the preset's values there, e.g. n_layer: 6, n_head: 6, n_embd: 384)",
 }
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+INIT_FROM = "model.init_from"
 # Warnings Lightning gives on every minigpt run that tell a user nothing to act on: the one list.
 KNOWN_WARNINGS = (
     # Batches are built in-process by design (a numpy gather per step); more workers only add IPC.
@@ -89,6 +91,17 @@ def default_precision() -> str:
 def is_model_directory_or_hub_name(source: str) -> bool:
     path = Path(source).expanduser()
     return path.is_dir() or (not path.exists() and bool(HUB_NAME.match(source)) and path.suffix not in FILE_SUFFIXES)
+
+
+def check_init_from(source: str) -> None:
+    """A model.init_from that exists and holds what a start needs: a model directory's files
+    (the tokenizer among them) or a readable minigpt checkpoint. Hub names are checked on download."""
+    check_source(source, INIT_FROM)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        check_model_dir(path, INIT_FROM)
+    elif path.is_file():
+        read_checkpoint(path, INIT_FROM)
 
 
 def start_from_checkpoint(config: Any) -> None:
@@ -238,8 +251,9 @@ class MinigptCLI(LightningCLI):
             return
         ckpt_path = config.get("ckpt_path")
         if config.model.get("init_from"):
-            # Checked here so that a wrong path is reported under the key the user set.
-            check_source(config.model.init_from, "model.init_from")
+            # Checked here so that a wrong source is reported under the key the user set, not
+            # under data.tokenizer_from, which reads it first.
+            check_init_from(config.model.init_from)
             data_args.tokenizer_from = config.model.init_from
         elif ckpt_path and ckpt_path not in LIGHTNING_CKPT_NAMES:
             data_args.tokenizer_from = ckpt_path

@@ -242,6 +242,13 @@ def test_bad_generate_input_is_one_line(checkpoint: Path, minigpt, flag: str, me
     assert message in one_line_error(minigpt("generate", f"--ckpt_path={checkpoint}", flag))
 
 
+def test_a_refused_prompt_prints_nothing_before_the_error(pretrained: Path, minigpt) -> None:
+    result = minigpt("generate", f"--ckpt_path={pretrained}", "--prompt=ROMEO: ¿é?")
+    assert "--prompt: text has characters outside the tokenizer's vocabulary: '¿é'" in one_line_error(result)
+    # A terminal shows stdout and stderr together: an echoed prompt would run into the error line.
+    assert result.stdout == ""
+
+
 def test_long_prompt_is_cut_with_a_warning(checkpoint: Path, minigpt) -> None:
     result = minigpt("generate", f"--ckpt_path={checkpoint}", "--prompt=" + "ROMEO: " * 10, "--max_new_tokens=3")
     assert result.returncode == 0

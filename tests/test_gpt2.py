@@ -166,6 +166,15 @@ def test_a_hugging_face_directory_works_wherever_a_checkpoint_does(
     assert "val/loss" in capsys.readouterr().out
 
 
+def test_a_model_folder_without_its_tokenizer_is_named_as_model_init_from(
+    tiny_gpt2: Path, corpus: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tiny_gpt2 / "tokenizer.json").unlink()
+    with pytest.raises(SystemExit):
+        main(tiny_fit_args(corpus, **{"model.init_from": tiny_gpt2}))
+    assert f"minigpt: error: model.init_from: {tiny_gpt2} lacks tokenizer.json;" in capsys.readouterr().err
+
+
 def test_a_folder_that_is_no_model_is_named_as_a_folder(tmp_path: Path, corpus: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(MinigptError, match=r"--ckpt_path: .*empty lacks config.json, model.safetensors"):

@@ -82,7 +82,8 @@ def test_long_sequences_lose_their_end_and_prompt_filling_records_are_counted(tm
 @pytest.mark.parametrize(
     ("bad_line", "message"),
     [
-        ('{"instruction": "a", "response": ', "line 2 is not valid JSON"),
+        ('{"instruction": "a", "response": ', r"line 2 is not valid JSON \(Expecting value at column 34\)"),
+        ('{"instruction": "a", "response": "b', r"line 2 is not valid JSON \(Unterminated string starting at column"),
         ('["a", "b"]', "line 2 is a JSON list, expected an object"),
         ('{"instruction": "a"}', "line 2 has no 'response' field"),
         ('{"instruction": "a", "response": 3}', "line 2 field 'response' is int, expected a string"),

@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import tiny_fit_args
+from conftest import REPO, tiny_fit_args
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from test_training import events
@@ -153,15 +153,21 @@ def test_nonfinite_loss_can_skip_the_batch(corpus: Path, tmp_path: Path) -> None
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
+@pytest.mark.parametrize("below", ["", "runs"], ids=["a file", "a folder under a file"])
 def test_unwritable_log_folder_is_refused_before_training(
-    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    below: str, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
+    root = blocker / below if below else blocker
     with pytest.raises(SystemExit) as exit:
-        main([*tiny_fit_args(corpus), f"--trainer.default_root_dir={blocker / 'runs'}"])
+        main([*tiny_fit_args(corpus), f"--trainer.default_root_dir={root}"])
     assert exit.value.code == 2
-    assert "trainer.default_root_dir: cannot write run output to" in capsys.readouterr().err
+    # troubleshooting.md quotes the message as it is written, with X for the folder and F for the file
+    quoted = "trainer.default_root_dir: cannot write run output to X: F is a file, not a folder"
+    assert f"`{quoted}`" in (REPO / "docs" / "troubleshooting.md").read_text()
+    message = quoted.replace("X", str(root)).replace("F is", f"{blocker} is")
+    assert f"minigpt: error: {message}; " in capsys.readouterr().err
     assert blocker.read_text() == "not a folder"
 
 
@@ -232,20 +238,29 @@ class SignalAtStep(Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+LOGGED_TAGS = ("train/loss", "train/lr", "train/grad_norm", "val/loss")
+
+
 def logged(version: Path) -> dict[str, dict[int, float]]:
     accumulator = events(version)
-    return {tag: {e.step: e.value for e in accumulator.Scalars(tag)} for tag in ("train/loss", "val/loss")}
+    return {tag: {e.step: e.value for e in accumulator.Scalars(tag)} for tag in LOGGED_TAGS}
 
 
 def test_an_interrupted_and_resumed_run_logs_what_an_uninterrupted_one_does(corpus: Path, tmp_path: Path) -> None:
-    args = tiny_fit_args(corpus, max_steps=20, **{"trainer.val_check_interval": 5, "model.lr_decay_steps": 20})
+    # Logged every 4 steps, validated every 5, stopped after step 14: off both grids, the stop adds no point.
+    args = tiny_fit_args(
+        corpus,
+        max_steps=20,
+        **{"trainer.val_check_interval": 5, "trainer.log_every_n_steps": 4, "model.lr_decay_steps": 20},
+    )
     run_lightning_cli(args)
     with pytest.raises(SystemExit):
         run_lightning_cli(args, extra_callbacks=[SignalAtStep(13)])
     last = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
     run_lightning_cli([*args, f"--ckpt_path={last}"])
     runs = [logged(tmp_path / "lightning_logs" / f"version_{n}") for n in range(3)]
-    for tag in ("train/loss", "val/loss"):
+    assert max(runs[1]["train/loss"]) == 11  # its last point is step 12's (logged at 11), on the grid
+    for tag in LOGGED_TAGS:
         interrupted, resumed = runs[1][tag], runs[2][tag]
         assert not interrupted.keys() & resumed.keys(), tag  # no step logged twice
         assert sorted({**interrupted, **resumed}) == sorted(runs[0][tag]), tag

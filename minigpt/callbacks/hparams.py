@@ -32,15 +32,21 @@ class RunLogger(TensorBoardLogger):
         values = {key: value for key, value in dict(params).items() if not key.startswith("_") and key != "gpt"}
         values.update(self.run_settings)
         self.hparams.update(values)
-        shown = {key: displayable(value) for key, value in values.items()}
+        # An unset value (muon_lr: null) is left out rather than written as a word: TensorBoard
+        # types a column by its values, and "none" beside 0.003 would make it a column of text.
+        shown = {key: displayable(value) for key, value in values.items() if value is not None}
         for summary in hparams_summary(shown, {name: 0.0 for name in HPARAM_METRICS}):
             self.experiment._get_file_writer().add_summary(summary)
 
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        # Lightning adds `epoch` to every point it logs; a minigpt run is one endless epoch, so
+        # that would be a second, always-zero scalar at every step that logs anything.
+        super().log_metrics({name: value for name, value in metrics.items() if name != "epoch"}, step)
 
-def displayable(value: Any) -> Any:
+
+def displayable(value: Any) -> bool | int | float | str:
     """A value TensorBoard's HParams can show: numbers, strings and booleans as they are."""
-    if value is None:
-        return "none"
     return value if isinstance(value, bool | int | float | str) else str(value)
 
 

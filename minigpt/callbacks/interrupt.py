@@ -61,8 +61,8 @@ class GracefulInterrupt(Callback):
         if isinstance(checkpointer, ModelCheckpoint):
             # Claimed as its own, the checkpointer overwrites this file rather than writing last-v1.ckpt.
             checkpointer.last_model_path = str(self.checkpoint_path)
-        # Lightning validates before honouring should_stop (it is made for early stopping): that
-        # would log a point the uninterrupted run never logs and overwrite last.ckpt with a state
-        # a resume counts one step short. No validation, then.
-        trainer.limit_val_batches = 0
-        trainer.should_stop = True
+        # The run ends here as if this step were its last: the step finishes as it would in an
+        # uninterrupted run (its logging, a validation due at it) and nothing is added. Stopping
+        # with should_stop instead would make Lightning log this step although it is off the
+        # log_every_n_steps grid, and validate although no validation is due.
+        trainer.fit_loop.epoch_loop.max_steps = trainer.global_step

@@ -32,8 +32,17 @@ class StepProgressBar(TQDMProgressBar):
         bar.bar_format = self.TRAIN_FORMAT
         return bar
 
+    def on_train_start(self, trainer: Trainer, *args: Any) -> None:
+        # A run resumed mid-epoch (every minigpt run is one endless epoch) gets no
+        # on_train_epoch_start: the bar is counted in steps here as well.
+        super().on_train_start(trainer, *args)
+        self._count_steps(trainer)
+
     def on_train_epoch_start(self, trainer: Trainer, *args: Any) -> None:
         super().on_train_epoch_start(trainer, *args)
+        self._count_steps(trainer)
+
+    def _count_steps(self, trainer: Trainer) -> None:
         if trainer.max_steps > 0:
             self.train_progress_bar.reset(total=trainer.max_steps)
             self.train_progress_bar.n = self.train_progress_bar.initial = trainer.global_step
