@@ -209,6 +209,7 @@ def snapshot(root: Path) -> dict[Path, str]:
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name: str, workspace: Path, capsys: pytest.CaptureFixture) -> None:
     build, expected = CASES[name]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import LINES, free_port, tiny_fit_args
 from test_training import events, scalars
@@ -16,6 +17,9 @@ from test_training import events, scalars
 from minigpt.checkpoint import load_checkpoint
 from minigpt.data import TextDataModule
 from minigpt.module import LanguageModel
+
+# Every test here starts processes: the slow tier.
+pytestmark = pytest.mark.slow
 
 TESTS = Path(__file__).resolve().parent
 # Each DDP process may wait this long for the others; a test that hangs is a failure.

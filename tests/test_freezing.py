@@ -12,6 +12,9 @@ from test_training import scalars
 from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
 
+# Every test here trains a model: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 def finetune_with(corpus: Path, pretrained: Path, callback: dict, max_steps: int = 10) -> list[str]:
     """A fine-tune of the session's checkpoint on the same corpus, with `callback` set in YAML."""

@@ -173,6 +173,7 @@ def test_batches_come_padded_from_the_loaders() -> None:
     assert (labels[:, -1] != IGNORE_INDEX).any()
 
 
+@pytest.mark.slow
 def test_a_checkpoints_character_vocabulary_grows_to_cover_the_records(pretrained: Path) -> None:
     from minigpt.checkpoint import load_checkpoint
 

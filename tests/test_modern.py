@@ -15,6 +15,9 @@ from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
 from minigpt.sampling import GREEDY
 
+# Every test here trains a model: the slow tier.
+pytestmark = pytest.mark.slow
+
 MODERN = {
     "model.gpt.position": "rope",
     "model.gpt.norm": "rmsnorm",

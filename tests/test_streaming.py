@@ -54,6 +54,7 @@ def test_streamed_cache_matches_the_text(wikitext: Path) -> None:
     assert data.vocab_size == 300 and data.split("train").dtype == np.uint16
 
 
+@pytest.mark.slow
 def test_worker_processes_build_the_same_cache(wikitext: Path, tmp_path: Path) -> None:
     alone = WikiText103(path=str(wikitext), tokenizer=BPE, tokenize_workers=0, cache_dir=str(tmp_path / "a"))
     pooled = WikiText103(path=str(wikitext), tokenizer=BPE, tokenize_workers=2, cache_dir=str(tmp_path / "b"))
@@ -236,6 +237,7 @@ def test_other_local_ranks_wait_for_rank_0s_tokenizer(corpus: Path, monkeypatch:
     assert follower.tokenizer.to_json() == reference.tokenizer.to_json()
 
 
+@pytest.mark.slow
 def test_a_tokenizing_worker_that_dies_stops_the_build_in_one_line(tmp_path: Path) -> None:
     text = "".join(LINES) * 50
     tokenizer = CharTokenizer.from_text(text)

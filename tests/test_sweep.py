@@ -17,7 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -27,11 +26,14 @@ import optuna
 import pytest
 import torch
 import yaml
-from conftest import LINES, free_port
+from conftest import LINES, free_port, wait_until
 from optuna.trial import TrialState
 
 from minigpt.cli import main
 from minigpt.sweep import storage as sweep_storage
+
+# Every test here runs a sweep, or checks its keys with the fit parser next to a finished one: the slow tier.
+pytestmark = pytest.mark.slow
 
 BASE = {
     "seed_everything": 7,
@@ -235,7 +237,9 @@ def test_trial_left_running_by_a_dead_worker_is_failed_and_retried(
         if worker.startswith("elsewhere"):  # found by its heartbeat; the other by its process id alone
             storage.record_heartbeat(trial._trial_id)
         orphans.append(trial.number)
-    time.sleep(3)  # past the grace period
+    # Past the grace period, by the storage's own judgment (Optuna's, which has no public name).
+    study_id = storage.get_study_id_from_name("tiny")
+    wait_until(lambda: storage._get_stale_trial_ids(study_id), "a stale trial", timeout=60)
     capsys.readouterr()
     sweep(path)
     trials = study(tmp_path).trials
@@ -254,9 +258,7 @@ def test_ctrl_c_stops_the_sweep_and_the_rerun_runs_the_trial_again(tmp_path: Pat
     command = [sys.executable, "-m", "minigpt", "sweep", "--config", str(path)]
     worker = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     db = tmp_path / "sweeps" / "tiny" / "study.db"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not has_validated(db):  # until the first trial is training
-        time.sleep(0.2)
+    wait_until(lambda: has_validated(db), "the first trial's first validation", worker)
     worker.send_signal(signal.SIGINT)
     _, err = worker.communicate(timeout=120)
     assert worker.returncode == 130, err[-2000:]
