@@ -1,5 +1,6 @@
 # make train  - install if needed, pretrain a small GPT on Tiny Shakespeare, print a sample
 # make test   - install if needed, run the test suite
+# make test-fast - the tests that train nothing and start no process (pytest -m "not slow")
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,7 +16,7 @@ ifneq ($(wildcard $(SHARED_DATA)/tinyshakespeare/input.txt),)
 export MINIGPT_DATA_DIR ?= $(SHARED_DATA)
 endif
 
-.PHONY: install train test tensorboard lint format bench clean
+.PHONY: install train test test-fast tensorboard lint format bench clean
 
 $(BIN)/minigpt: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,9 @@ train: install
 
 test: install
 	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not slow"
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir lightning_logs

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from fit_runs import last_scalar, run
 
+from minigpt.callbacks.evaluation import answer_records, rouge_l
 from minigpt.checkpoint import Checkpoint, load_checkpoint
 from minigpt.data import Dolly
-from minigpt.evaluation import answer_records, rouge_l
 from minigpt.sampling import Sampling
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,15 +26,16 @@ from minigpt.sampling import DEFAULT_SAMPLING
 REPO = Path(__file__).resolve().parents[1]
 SMALL_SHAPE = ["--model.gpt.n_layer=4", "--model.gpt.n_head=4", "--model.gpt.n_embd=128", "--model.gpt.bias=false"]
 PROMPT = "Phoenix:"
+FREEZING = "minigpt.callbacks.freezing"  # the module of the freezing callbacks
 
 # name -> (extra arguments, callbacks YAML or None)
 VARIANTS: dict[str, tuple[list[str], dict | None]] = {
     # From scratch: pretrain-small's architecture and tuned learning rate, Ace Attorney's own vocabulary.
     "trained from scratch": (["--finetune=false", *SMALL_SHAPE, "--model.learning_rate=3e-3"], None),
     "full fine-tune": ([], None),
-    "attention frozen": ([], {"class_path": "minigpt.freezing.FreezeLayers", "init_args": {"parts": ["attention"]}}),
-    "head only": ([], {"class_path": "minigpt.freezing.FreezeLayers", "init_args": {"parts": ["all_but_head"]}}),
-    "gradual unfreezing": ([], {"class_path": "minigpt.freezing.GradualUnfreezing", "init_args": {"every": 80}}),
+    "attention frozen": ([], {"class_path": f"{FREEZING}.FreezeLayers", "init_args": {"parts": ["attention"]}}),
+    "head only": ([], {"class_path": f"{FREEZING}.FreezeLayers", "init_args": {"parts": ["all_but_head"]}}),
+    "gradual unfreezing": ([], {"class_path": f"{FREEZING}.GradualUnfreezing", "init_args": {"every": 80}}),
     # configs/finetune-lora.yaml: adapters on every block's linear layers (and, as Ace Attorney
     # adds 22 characters, the token embedding, whose new rows could not learn otherwise).
     "LoRA rank 4": (

@@ -9,6 +9,7 @@ commands (fit, validate, test, predict) parse their own arguments.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -115,8 +116,16 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"usage: minigpt {{{','.join(COMMANDS)}}} ...", "", "Train small GPT language models end to end.", ""]
     lines += [f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()]
-    lines += ["", "minigpt COMMAND --help shows a command's options."]
+    lines += ["", "minigpt COMMAND --help shows a command's options; minigpt --version the installed version."]
     return "\n".join(lines)
+
+
+def version() -> str:
+    """The installed package's version, from its metadata (no torch import)."""
+    try:
+        return importlib.metadata.version("minigpt")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -124,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args or args[0] in ("-h", "--help"):
         print(usage(), file=sys.stdout if args else sys.stderr)
         sys.exit(0 if args else 2)
+    if args[0] in ("-V", "--version"):
+        print(f"minigpt {version()}")
+        sys.exit(0)
     # LightningCLI also takes options before its subcommand (`minigpt --config X fit`).
     name = args[0] if args[0] in COMMANDS else "fit" if args[0].startswith("-") else None
     if name is None:

@@ -83,6 +83,10 @@ def remove_stale_partials(folder: Path) -> list[Path]:
 def check_writable(folder: Path, key: str, fix: str = "pass a writable folder with --trainer.default_root_dir") -> None:
     """Create `folder`, and fail before any work, not at the first checkpoint, when it cannot be
     written."""
+    # A file in the way says "File exists" or "Not a directory" depending on where it stands: name it.
+    in_the_way = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
+    if in_the_way is not None:
+        raise MinigptError(f"{key}: cannot write run output to {folder}: {in_the_way} is a file, not a folder; {fix}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):

@@ -29,25 +29,23 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from minigpt.atomic_io import AtomicCheckpointIO
-from minigpt.callbacks import (
-    CpuThreads,
-    GracefulInterrupt,
-    OptimizationLogger,
-    PredictionsFile,
-    RandomState,
-    RemoveEmptyRun,
-    ThroughputLogger,
-)
+from minigpt.callbacks.cpu_threads import CpuThreads
+from minigpt.callbacks.evaluation import TextSample
+from minigpt.callbacks.hparams import RunLogger, RunSettings
+from minigpt.callbacks.interrupt import GracefulInterrupt
+from minigpt.callbacks.metrics import OptimizationLogger, ThroughputLogger
+from minigpt.callbacks.predictions import PredictionsFile
+from minigpt.callbacks.progress_bar import StepProgressBar
+from minigpt.callbacks.random_state import RandomState
+from minigpt.callbacks.run_folder import RemoveEmptyRun
 from minigpt.checkpoint import METADATA_KEY, read_checkpoint
 from minigpt.data import __all__ as DATA_MODULE_NAMES
 from minigpt.errors import MinigptError, first_line
-from minigpt.evaluation import TextSample
 from minigpt.files import check_writable, remove_stale_partials
-from minigpt.huggingface.directory import REQUIRED_FILES
+from minigpt.huggingface.directory import REQUIRED_FILES, check_model_dir
 from minigpt.huggingface.hub import FILE_SUFFIXES, HUB_NAME, check_source, resolve_source, source_exists
 from minigpt.model import CONFIG_KEY, GPTConfig
 from minigpt.module import LanguageModel
-from minigpt.progress import RunLogger, RunSettings, StepProgressBar
 from minigpt.tokenizers import TokenizerSpec
 
 # GPTConfig's field docstrings are the help of the model.gpt.* keys.
@@ -66,6 +64,7 @@ MOVED_KEYS = {
     "model.preset": f"{CONFIG_KEY} (write the preset's values there, e.g. n_layer: 6, n_head: 6, n_embd: 384)",
 }
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+INIT_FROM = "model.init_from"
 # Warnings Lightning gives on every minigpt run that tell a user nothing to act on: the one list.
 KNOWN_WARNINGS = (
     # Batches are built in-process by design (a numpy gather per step); more workers only add IPC.
@@ -92,6 +91,18 @@ def default_precision() -> str:
 def is_model_directory_or_hub_name(source: str) -> bool:
     path = Path(source).expanduser()
     return path.is_dir() or (not path.exists() and bool(HUB_NAME.match(source)) and path.suffix not in FILE_SUFFIXES)
+
+
+def check_init_from(source: str, key: str) -> None:
+    """A model.init_from that exists and holds what a start needs, reported under `key` (the one
+    the user set): a model directory's files (the tokenizer among them) or a readable minigpt
+    checkpoint; a hub name is fetched into the Hugging Face cache here."""
+    check_source(source, key)
+    path = resolve_source(source, key, REQUIRED_FILES)
+    if path.is_dir():
+        check_model_dir(path, key)
+    else:
+        read_checkpoint(path, key)
 
 
 def start_from_checkpoint(config: Any) -> None:
@@ -250,9 +261,8 @@ class MinigptCLI(LightningCLI):
         if init_from:
             # Checked (and a hub name fetched into the Hugging Face cache) here, so that a wrong
             # path or a failed download is reported under the key the user set.
-            key = "--ckpt_path" if config.get("finetune") and init_from == self._finetune_from else "model.init_from"
-            check_source(init_from, key)
-            resolve_source(init_from, key, REQUIRED_FILES)
+            key = "--ckpt_path" if config.get("finetune") and init_from == self._finetune_from else INIT_FROM
+            check_init_from(init_from, key)
         # The data module encodes with the tokenizer of the weights the run starts from.
         data_args = config.get("data") and config.data.get("init_args")
         if data_args is None or "tokenizer_from" not in data_args or data_args.tokenizer_from is not None:

@@ -156,6 +156,10 @@ class LanguageModel(LightningModule):
             # A buffer, so that it moves to the device with the module.
             lengths = torch.as_tensor(self.tokenizer.token_char_lengths(), dtype=torch.float64)
             self.register_buffer("char_lengths", lengths, persistent=False)
+        # One batch of windows: Lightning's model summary runs it to count FLOPs (it prints 0
+        # without one). Of validation's shape, so a compiled network reuses the graph for it.
+        batch_size = getattr(datamodule, "batch_size", None) or 1
+        self.example_input_array = torch.zeros(batch_size, block_size, dtype=torch.long)
         if self.hparams.compile:
             self.model.compile()
 

@@ -1,8 +1,21 @@
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
+
+from minigpt.cli import main
+
+# The tests in this process compute on tiny tensors, where a second torch thread buys nothing and,
+# while anything else computes on the machine, makes them a hundred times slower or worse (spinning
+# threads; seen on test_generation.py). Runs the tests start as processes choose as minigpt does.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -14,6 +27,36 @@ LINES = [
     "MERCUTIO:\nA plague on both your houses!\n",
     "NURSE:\nGood morrow to you, my lords and ladies.\n",
 ]
+
+
+# How often a test looks whether what it waits for has happened.
+POLL_SECONDS = 0.2
+
+
+def wait_until(
+    condition: Callable[[], Any], what: str, process: subprocess.Popen | None = None, timeout: float = 120
+) -> Any:
+    """Poll `condition` until it returns something true, and return that. Fails naming `what` after
+    `timeout` seconds, or as soon as `process` (killed then) has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        if process is not None and process.poll() is not None:
+            stderr = process.stderr.read() if process.stderr else ""
+            raise AssertionError(f"the process ended (status {process.returncode}) before {what}: {stderr[-3000:]}")
+        time.sleep(POLL_SECONDS)
+    if process is not None:
+        process.kill()
+    raise AssertionError(f"waited {timeout} s for {what}")
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
@@ -63,8 +106,6 @@ def tiny_fit_args(corpus: Path, max_steps: int = 30, **overrides: object) -> lis
 @pytest.fixture(scope="session")
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 30-step checkpoint of `tiny_fit_args` on the LINES corpus, trained once for the session."""
-    from minigpt.cli import main
-
     root = tmp_path_factory.mktemp("pretrain")
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(LINES[i % len(LINES)] for i in range(300)))

@@ -11,6 +11,18 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 
+class StepProbe(Callback):
+    """Writes the number of steps done to $MINIGPT_PROBE_DIR/steps after each step, for a test to wait on."""
+
+    def __init__(self) -> None:
+        self.folder = Path(os.environ["MINIGPT_PROBE_DIR"])
+
+    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
+        partial = self.folder / "steps.partial"
+        partial.write_text(str(trainer.global_step))
+        partial.replace(self.folder / "steps")  # whole, for a reader polling it
+
+
 class RankProbe(Callback):
     """Writes, per rank, its data shard, first batch and final weights to $MINIGPT_PROBE_DIR."""
 

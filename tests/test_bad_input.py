@@ -113,6 +113,10 @@ CASES: dict[str, tuple[Case, str]] = {
         lambda w: fit(w, f"--model.init_from={w / 'gone.ckpt'}"),
         "error: model.init_from: ",  # the key the user set, then the path
     ),
+    "fit, truncated init_from": (
+        lambda w: fit(w, f"--model.init_from={w / 'truncated.ckpt'}"),
+        "error: model.init_from: ",  # not data.tokenizer_from, which the CLI links to it
+    ),
     "fit, instruction tokenizer from a YAML file": (
         lambda w: [*instruct(w, "good.jsonl"), f"--data.tokenizer_from={w / 'bad.yaml'}"],
         "error: data.tokenizer_from: ",
@@ -205,6 +209,7 @@ def snapshot(root: Path) -> dict[Path, str]:
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name: str, workspace: Path, capsys: pytest.CaptureFixture) -> None:
     build, expected = CASES[name]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ def run_main(args: list[str]) -> int:
     return 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
 def test_every_config_parses(config: Path, capsys: pytest.CaptureFixture, corpus: Path) -> None:
     # --print_config parses the whole file against the classes' signatures without training.
@@ -39,6 +41,7 @@ def test_configs_are_commented() -> None:
         assert config.read_text().lstrip().startswith("#"), f"{config.name} has no header comment"
 
 
+@pytest.mark.slow
 def test_precision_follows_the_hardware(capsys: pytest.CaptureFixture, corpus: Path) -> None:
     assert run_main(["fit", f"--config={REPO / 'configs/pretrain-small.yaml'}", "--print_config"]) == 0
     precision = yaml.safe_load(capsys.readouterr().out)["trainer"]["precision"]
@@ -48,12 +51,6 @@ def test_precision_follows_the_hardware(capsys: pytest.CaptureFixture, corpus: P
     override = ["fit", f"--config={REPO / 'configs/pretrain-small.yaml'}", "--trainer.precision=bf16-mixed"]
     assert run_main([*override, "--print_config"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["trainer"]["precision"] == "bf16-mixed"
-
-
-@pytest.fixture
-def checkpoint(corpus: Path, tmp_path: Path) -> Path:
-    main(tiny_fit_args(corpus, max_steps=10))
-    return tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
 
 
 def minigpt_process(*args: str) -> subprocess.CompletedProcess:
@@ -83,8 +80,9 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def test_generate_command_prints_seeded_text(checkpoint: Path) -> None:
-    args = ["generate", f"--ckpt_path={checkpoint}", "--prompt=ROMEO:", "--max_new_tokens=40", "--seed=1"]
+@pytest.mark.slow
+def test_generate_command_prints_seeded_text(pretrained: Path) -> None:
+    args = ["generate", f"--ckpt_path={pretrained}", "--prompt=ROMEO:", "--max_new_tokens=40", "--seed=1"]
     first, second = minigpt_process(*args), minigpt_process(*args)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("ROMEO:")
@@ -93,6 +91,7 @@ def test_generate_command_prints_seeded_text(checkpoint: Path) -> None:
     assert minigpt_process(*args[:-1], "--seed=2").stdout != first.stdout
 
 
+@pytest.mark.slow
 def test_fsdp_config_builds_block_wrapping_strategy(capsys: pytest.CaptureFixture) -> None:
     from minigpt.model import Block
     from minigpt.strategies import BlockFSDP
@@ -123,18 +122,23 @@ def tiny_instruct_args(max_steps: int = 20) -> list[str]:
     }
     args = tiny_fit_args(Path("unused"), max_steps=max_steps, **overrides)
     evaluation = [
-        "--trainer.callbacks+=minigpt.evaluation.InstructionEvaluation",
+        "--trainer.callbacks+=minigpt.callbacks.evaluation.InstructionEvaluation",
         "--trainer.callbacks.max_new_tokens=8",
     ]
     return [arg for arg in args if not arg.startswith("--data.max_val_windows")] + evaluation
 
 
-@pytest.fixture
-def instruct_checkpoint(tmp_path: Path) -> Path:
-    assert run_main(tiny_instruct_args()) == 0
-    return tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+@pytest.fixture(scope="module")
+def instruct_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`tiny_instruct_args`' checkpoint, trained once for the tests that read it."""
+    root = tmp_path_factory.mktemp("instruct")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MINIGPT_CACHE_DIR", str(root / "cache"))
+        assert run_main([*tiny_instruct_args(), f"--trainer.default_root_dir={root}"]) == 0
+    return root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.slow
 def test_instruct_fit_saves_its_prompt_style_and_learns(instruct_checkpoint: Path, tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -150,6 +154,7 @@ def test_instruct_fit_saves_its_prompt_style_and_learns(instruct_checkpoint: Pat
     assert "instruction_examples" in str(events.Tags()["tensors"])
 
 
+@pytest.mark.slow
 def test_validate_reports_response_loss(instruct_checkpoint: Path, minigpt) -> None:
     args = ["validate", *tiny_instruct_args()[1:], f"--ckpt_path={instruct_checkpoint}"]
     args = [a for a in args if not a.startswith(("--trainer.max_steps", "--trainer.val_check", "--trainer.check_val"))]
@@ -158,6 +163,7 @@ def test_validate_reports_response_loss(instruct_checkpoint: Path, minigpt) -> N
     assert all(metric in result.stdout for metric in ("val/loss", "val/perplexity", "val/rougeL"))
 
 
+@pytest.mark.slow
 def test_generate_wraps_the_prompt_in_the_saved_style(instruct_checkpoint: Path, minigpt) -> None:
     from minigpt.checkpoint import load_checkpoint
     from minigpt.sampling import Sampling
@@ -174,6 +180,7 @@ def test_generate_wraps_the_prompt_in_the_saved_style(instruct_checkpoint: Path,
     assert raw.stdout.startswith(question)  # a plain continuation echoes its prompt
 
 
+@pytest.mark.slow
 def test_chat_answers_piped_lines(instruct_checkpoint: Path) -> None:
     lines = "What is a camel?\n\nName a fish.\n"
     args = [sys.executable, "-m", "minigpt", "chat", f"--ckpt_path={instruct_checkpoint}", "--temperature=0"]
@@ -190,11 +197,12 @@ def test_chat_answers_piped_lines(instruct_checkpoint: Path) -> None:
     assert "note" not in result.stderr
 
 
-def test_chat_on_a_plain_checkpoint_completes_text_and_says_so(checkpoint: Path, minigpt, monkeypatch) -> None:
+@pytest.mark.slow
+def test_chat_on_a_plain_checkpoint_completes_text_and_says_so(pretrained: Path, minigpt, monkeypatch) -> None:
     import io
 
     monkeypatch.setattr("sys.stdin", io.StringIO("ROMEO:\nJULIET: ¿\n"))
-    result = minigpt("chat", f"--ckpt_path={checkpoint}", "--max_new_tokens=10", "--seed=0")
+    result = minigpt("chat", f"--ckpt_path={pretrained}", "--max_new_tokens=10", "--seed=0")
     assert result.returncode == 0
     assert "was not instruction-tuned" in result.stderr and "plain text" in result.stderr
     # The unknown character is reported for its line only; the first line was answered.
@@ -202,10 +210,11 @@ def test_chat_on_a_plain_checkpoint_completes_text_and_says_so(checkpoint: Path,
     assert len(result.stdout.splitlines()[0]) <= 10
 
 
-def test_generate_streams_samples_and_reads_the_prompt_from_a_file(checkpoint: Path, tmp_path: Path, minigpt) -> None:
+@pytest.mark.slow
+def test_generate_streams_samples_and_reads_the_prompt_from_a_file(pretrained: Path, tmp_path: Path, minigpt) -> None:
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("JULIET:")
-    common = ["generate", f"--ckpt_path={checkpoint}", "--max_new_tokens=15", "--seed=3"]
+    common = ["generate", f"--ckpt_path={pretrained}", "--max_new_tokens=15", "--seed=3"]
     from_file = minigpt(*common, f"--prompt_file={prompt}")
     assert from_file.returncode == 0 and from_file.stdout == minigpt(*common, "--prompt=JULIET:").stdout
     several = minigpt(*common, "--prompt=JULIET:", "--num_samples=3", "--top_p=0.9", "--repetition_penalty=1.3")
@@ -215,8 +224,9 @@ def test_generate_streams_samples_and_reads_the_prompt_from_a_file(checkpoint: P
     assert "e" not in stopped.stdout[len("JULIET:") :]
 
 
-def test_generate_reads_the_prompt_from_stdin(checkpoint: Path) -> None:
-    args = ["generate", f"--ckpt_path={checkpoint}", "--prompt_file=-", "--max_new_tokens=5", "--temperature=0"]
+@pytest.mark.slow
+def test_generate_reads_the_prompt_from_stdin(pretrained: Path) -> None:
+    args = ["generate", f"--ckpt_path={pretrained}", "--prompt_file=-", "--max_new_tokens=5", "--temperature=0"]
     result = subprocess.run(
         [sys.executable, "-m", "minigpt", *args],
         input="ROMEO:",
@@ -228,6 +238,7 @@ def test_generate_reads_the_prompt_from_stdin(checkpoint: Path) -> None:
     assert result.returncode == 0 and result.stdout.startswith("ROMEO:") and len(result.stdout) == 6 + 5 + 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("flag", "message"),
     [
@@ -238,16 +249,26 @@ def test_generate_reads_the_prompt_from_stdin(checkpoint: Path) -> None:
         ("--prompt_file=nowhere.txt", "--prompt_file: nowhere.txt does not exist"),
     ],
 )
-def test_bad_generate_input_is_one_line(checkpoint: Path, minigpt, flag: str, message: str) -> None:
-    assert message in one_line_error(minigpt("generate", f"--ckpt_path={checkpoint}", flag))
+def test_bad_generate_input_is_one_line(pretrained: Path, minigpt, flag: str, message: str) -> None:
+    assert message in one_line_error(minigpt("generate", f"--ckpt_path={pretrained}", flag))
 
 
-def test_long_prompt_is_cut_with_a_warning(checkpoint: Path, minigpt) -> None:
-    result = minigpt("generate", f"--ckpt_path={checkpoint}", "--prompt=" + "ROMEO: " * 10, "--max_new_tokens=3")
+@pytest.mark.slow
+def test_a_refused_prompt_prints_nothing_before_the_error(pretrained: Path, minigpt) -> None:
+    result = minigpt("generate", f"--ckpt_path={pretrained}", "--prompt=ROMEO: ¿é?")
+    assert "--prompt: text has characters outside the tokenizer's vocabulary: '¿é'" in one_line_error(result)
+    # A terminal shows stdout and stderr together: an echoed prompt would run into the error line.
+    assert result.stdout == ""
+
+
+@pytest.mark.slow
+def test_long_prompt_is_cut_with_a_warning(pretrained: Path, minigpt) -> None:
+    result = minigpt("generate", f"--ckpt_path={pretrained}", "--prompt=" + "ROMEO: " * 10, "--max_new_tokens=3")
     assert result.returncode == 0
     assert "minigpt: warning: the prompt has 70 tokens, more than the model's context of 32" in result.stderr
 
 
+@pytest.mark.slow
 def test_instruct_config_tunes_a_bpe_checkpoint_with_its_tokenizer(corpus: Path, tmp_path: Path, minigpt) -> None:
     from minigpt.checkpoint import load_checkpoint
     from minigpt.constants import IGNORE_INDEX
@@ -317,3 +338,22 @@ def test_help_answers_and_exits_zero(args: list[str], shown: str, capsys: pytest
     except SystemExit as exit:
         assert exit.code in (0, None)
     assert shown in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_version_answers_from_the_package_metadata_without_torch() -> None:
+    script = "\n".join(
+        [
+            "import sys",
+            "from minigpt.cli import main",
+            "try:",
+            "    main(['--version'])",
+            "except SystemExit:",
+            "    print('torch' in sys.modules)",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=CHECKOUT_ENV, timeout=60
+    )
+    declared = re.search(r'^version = "(.+)"$', (REPO / "pyproject.toml").read_text(), flags=re.MULTILINE)
+    assert result.stdout.splitlines() == [f"minigpt {declared.group(1)}", "False"], result.stderr

@@ -1,4 +1,5 @@
-"""Data parallelism through Lightning's own DDP strategy: 2 CPU processes talking over gloo."""
+"""Data parallelism through Lightning's own DDP strategy: CPU processes talking over gloo, on one
+machine and as two machines on loopback."""
 
 from __future__ import annotations
 
@@ -8,15 +9,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
-from conftest import tiny_fit_args
+from conftest import LINES, free_port, tiny_fit_args
 from test_training import events, scalars
 
 from minigpt.checkpoint import load_checkpoint
 from minigpt.data import TextDataModule
 from minigpt.module import LanguageModel
 
+# Every test here starts processes: the slow tier.
+pytestmark = pytest.mark.slow
+
 TESTS = Path(__file__).resolve().parent
+# Each DDP process may wait this long for the others; a test that hangs is a failure.
+RUN_TIMEOUT = 600
 
 
 def test_ddp_on_two_cpu_processes(corpus: Path, tmp_path: Path) -> None:
@@ -36,7 +43,7 @@ def test_ddp_on_two_cpu_processes(corpus: Path, tmp_path: Path) -> None:
     )
     env = {**os.environ, "MINIGPT_PROBE_DIR": str(probes), "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
     result = subprocess.run(
-        [sys.executable, "-m", "minigpt", *args], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, "-m", "minigpt", *args], capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -72,3 +79,57 @@ def test_ddp_on_two_cpu_processes(corpus: Path, tmp_path: Path) -> None:
     assert abs(logged - total / count) < 1e-4
     assert load_checkpoint(last).tokenizer.vocab_size == data.vocab_size
     assert events(runs / "version_0").Tags()["scalars"]
+
+
+def test_two_nodes_on_loopback_each_build_their_data_and_end_with_identical_weights(tmp_path: Path) -> None:
+    # Two "machines" of one process each: their own folder, their own copy of the corpus, their own
+    # data cache, and nothing shared but the rendezvous address, as under `torchrun --nnodes 2`.
+    port = free_port()
+    nodes = [tmp_path / f"node{rank}" for rank in (0, 1)]
+    processes = []
+    for rank, node in enumerate(nodes):
+        (node / "probes").mkdir(parents=True)
+        corpus = node / "corpus.txt"
+        corpus.write_text("\n".join(LINES[i % len(LINES)] for i in range(300)))
+        args = tiny_fit_args(
+            corpus,
+            max_steps=6,
+            **{
+                "trainer.strategy": "ddp",
+                "trainer.accelerator": "cpu",
+                "trainer.devices": 1,
+                "trainer.num_nodes": 2,
+                "trainer.val_check_interval": 6,
+                "trainer.callbacks+": "probes.RankProbe",
+            },
+        )
+        env = {
+            **os.environ,
+            "NODE_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "MINIGPT_CACHE_DIR": str(node / "cache"),
+            "MINIGPT_PROBE_DIR": str(node / "probes"),
+            "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path]),
+        }
+        command = [sys.executable, "-m", "minigpt", *args]
+        processes.append(subprocess.Popen(command, cwd=node, env=env, stderr=subprocess.PIPE, text=True))
+    try:
+        errors = [process.communicate(timeout=RUN_TIMEOUT)[1] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, err in zip(processes, errors, strict=True):
+        assert process.returncode == 0, err[-3000:]
+
+    ranks = [json.loads((node / "probes" / f"rank{rank}.json").read_text()) for rank, node in enumerate(nodes)]
+    assert [(r["rank"], r["world_size"]) for r in ranks] == [(0, 2), (1, 2)]
+    assert ranks[0]["first_batch"] != ranks[1]["first_batch"]  # each its own half of the tokens
+    weights = [torch.load(node / "probes" / f"rank{rank}.pt", weights_only=True) for rank, node in enumerate(nodes)]
+    for name in weights[0]:
+        torch.testing.assert_close(weights[0][name], weights[1][name], rtol=0, atol=0)
+    # Each machine tokenized its own copy into its own cache; only node 0 (global rank 0) writes the run.
+    for node in nodes:
+        assert len(list((node / "cache" / "tokens").glob("*/meta.json"))) == 1, node
+    assert (nodes[0] / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+    assert not (nodes[1] / "lightning_logs").exists()

@@ -1,7 +1,9 @@
-"""Every relative link and every `configs/...` file named in the README and the docs exists."""
+"""Every relative link, every `configs/...` file and every class path named in the README, the docs
+and the configs exists."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -11,6 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", REPO / "benchmarks" / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 CONFIG = re.compile(r"configs/[\w.-]+\.yaml")
+# A dotted path into the package ending in a class name, as a config's class_path names it.
+CLASS_PATH = re.compile(r"\bminigpt(?:\.[a-z_]\w*)+\.[A-Z]\w*")
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+# Class paths the pages name on purpose though they do not exist.
+NOT_CLASSES = {
+    "minigpt.data.MyCorpus",  # extending.md: the data set a reader adds
+    "minigpt.data.TinyShakspeare",  # troubleshooting.md: a misspelling and its error
+}
 
 
 def heading_anchors(page: Path) -> set[str]:
@@ -49,3 +59,17 @@ def test_the_package_map_names_every_module() -> None:
     names += [path.name for sub in package.iterdir() if sub.is_dir() for path in sub.glob("*.py")]
     unnamed = sorted(name for name in names if name not in package_map and name not in ("__init__.py", "__main__.py"))
     assert not unnamed, f"add these to the README's package map: {unnamed}"
+
+
+@pytest.mark.parametrize("page", PAGES + CONFIGS, ids=lambda page: str(page.relative_to(REPO)))
+def test_named_class_paths_exist(page: Path) -> None:
+    missing = []
+    for class_path in sorted(set(CLASS_PATH.findall(page.read_text(encoding="utf-8"))) - NOT_CLASSES):
+        module, _, name = class_path.rpartition(".")
+        try:
+            found = hasattr(importlib.import_module(module), name)
+        except ImportError:
+            found = False
+        if not found:
+            missing.append(class_path)
+    assert not missing, missing

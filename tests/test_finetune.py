@@ -39,6 +39,7 @@ def finetune_args(dialogue: Path, ckpt: Path, max_steps: int = 20, **overrides: 
     return [*args, *(f"--{key}={value}" for key, value in overrides.items()), "--finetune=true", f"--ckpt_path={ckpt}"]
 
 
+@pytest.mark.slow
 def test_finetune_starts_at_step_zero_with_the_configs_values(pretrained: Path, dialogue: Path, tmp_path: Path) -> None:
     new_chars = set(dialogue.read_text(encoding="utf-8")) - set("".join(LINES))
     with pytest.warns(UserWarning, match=rf"has {len(new_chars)} characters outside the 42-character vocabulary"):
@@ -63,6 +64,7 @@ def test_finetune_starts_at_step_zero_with_the_configs_values(pretrained: Path, 
     assert tuned.model.config.n_layer == 2 and tuned.model.config.vocab_size == base.vocab_size + len(new_chars)
 
 
+@pytest.mark.slow
 def test_finetune_weights_come_from_the_checkpoint(pretrained: Path, dialogue: Path) -> None:
     base = load_checkpoint(pretrained)
     network = build_network("gpt", GPTConfig(), str(pretrained), base.tokenizer.vocab_size + 4, 32)
@@ -75,6 +77,7 @@ def test_finetune_weights_come_from_the_checkpoint(pretrained: Path, dialogue: P
             assert torch.equal(tuned[name], tensor), name
 
 
+@pytest.mark.slow
 def test_resuming_a_finetune_keeps_its_grown_vocabulary(pretrained: Path, dialogue: Path, tmp_path: Path) -> None:
     main(finetune_args(dialogue, pretrained, max_steps=10, **{"model.lr_decay_steps": 20}))
     tuned = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
@@ -89,6 +92,7 @@ def test_resuming_a_finetune_keeps_its_grown_vocabulary(pretrained: Path, dialog
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -107,6 +111,7 @@ def test_finetune_config_that_contradicts_the_weights_is_refused(
     assert re.search(message, error), error
 
 
+@pytest.mark.slow
 def test_finetune_needs_exactly_one_source(pretrained: Path, dialogue: Path, capsys: pytest.CaptureFixture) -> None:
     no_source = [a for a in finetune_args(dialogue, pretrained) if not a.startswith("--ckpt_path")]
     with pytest.raises(SystemExit):
@@ -117,6 +122,7 @@ def test_finetune_needs_exactly_one_source(pretrained: Path, dialogue: Path, cap
     assert "give one of them" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_init_from_a_bigram_or_missing_checkpoint_is_refused(corpus: Path, tmp_path: Path) -> None:
     main(tiny_fit_args(corpus, max_steps=5, **{"model.arch": "bigram", "model.learning_rate": 0.05}))
     bigram = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
@@ -126,6 +132,7 @@ def test_init_from_a_bigram_or_missing_checkpoint_is_refused(corpus: Path, tmp_p
         build_network("gpt", GPTConfig(), str(tmp_path / "nope.ckpt"), 30, 16)
 
 
+@pytest.mark.slow
 def test_data_from_another_vocabulary_is_refused(pretrained: Path, dialogue: Path) -> None:
     module = LanguageModel(init_from=str(pretrained))
     # A data module that built its own vocabulary instead of taking the checkpoint's.
@@ -162,6 +169,7 @@ def test_real_ace_attorney_grows_shakespeares_vocabulary(monkeypatch: pytest.Mon
     assert ace.tokenizer.decode(ace.tokenizer.encode(text[:5000])) == text[:5000]
 
 
+@pytest.mark.slow
 def test_checkpoint_missing_weights_is_one_line(pretrained: Path, tmp_path: Path) -> None:
     checkpoint = torch.load(pretrained, weights_only=True)
     del checkpoint["state_dict"]["model.transformer.h.1.mlp.c_fc.weight"]
@@ -170,6 +178,7 @@ def test_checkpoint_missing_weights_is_one_line(pretrained: Path, tmp_path: Path
         build_network("gpt", GPTConfig(), str(tmp_path / "damaged.ckpt"), 42, 32)
 
 
+@pytest.mark.slow
 def test_lightning_cli_reads_ckpt_path_as_fine_tuning_expects(pretrained: Path, corpus: Path, tmp_path: Path) -> None:
     """Pins the LightningCLI behaviour `minigpt.lightning_cli.start_from_checkpoint` relies on:
     a --ckpt_path left set resumes with the checkpoint's hyperparameters merged over the config

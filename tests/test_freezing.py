@@ -12,6 +12,9 @@ from test_training import scalars
 from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
 
+# Every test here trains a model: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 def finetune_with(corpus: Path, pretrained: Path, callback: dict, max_steps: int = 10) -> list[str]:
     """A fine-tune of the session's checkpoint on the same corpus, with `callback` set in YAML."""
@@ -42,7 +45,7 @@ def tuned_weights(tmp_path: Path) -> dict[str, torch.Tensor]:
 def test_frozen_weights_stay_bit_identical(
     corpus: Path, pretrained: Path, tmp_path: Path, parts: list[str], frozen
 ) -> None:
-    callback = {"class_path": "minigpt.freezing.FreezeLayers", "init_args": {"parts": parts}}
+    callback = {"class_path": "minigpt.callbacks.freezing.FreezeLayers", "init_args": {"parts": parts}}
     main(finetune_with(corpus, pretrained, callback))
     before = load_checkpoint(pretrained).model.state_dict()
     moved = changed(before, tuned_weights(tmp_path))
@@ -55,7 +58,7 @@ def test_frozen_weights_stay_bit_identical(
 
 
 def test_gradual_unfreezing_adds_a_block_every_k_steps(corpus: Path, pretrained: Path, tmp_path: Path) -> None:
-    callback = {"class_path": "minigpt.freezing.GradualUnfreezing", "init_args": {"every": 3, "lr": 2e-3}}
+    callback = {"class_path": "minigpt.callbacks.freezing.GradualUnfreezing", "init_args": {"every": 3, "lr": 2e-3}}
     main(finetune_with(corpus, pretrained, callback, max_steps=12))
     model = load_checkpoint(pretrained).model
     head = model.lm_head.weight.numel() + sum(p.numel() for p in model.transformer.ln_f.parameters())
@@ -82,7 +85,7 @@ def test_gradual_unfreezing_adds_a_block_every_k_steps(corpus: Path, pretrained:
 def test_bad_freeze_spec_is_one_line(
     corpus: Path, pretrained: Path, capsys: pytest.CaptureFixture, parts: list[str], message: str
 ) -> None:
-    callback = {"class_path": "minigpt.freezing.FreezeLayers", "init_args": {"parts": parts}}
+    callback = {"class_path": "minigpt.callbacks.freezing.FreezeLayers", "init_args": {"parts": parts}}
     with pytest.raises(SystemExit) as exit:
         main(finetune_with(corpus, pretrained, callback))
     assert exit.value.code == 2
@@ -94,7 +97,7 @@ def test_bad_freeze_spec_is_one_line(
 def test_resuming_gradual_unfreezing_is_refused(
     corpus: Path, pretrained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    callback = {"class_path": "minigpt.freezing.GradualUnfreezing", "init_args": {"every": 3}}
+    callback = {"class_path": "minigpt.callbacks.freezing.GradualUnfreezing", "init_args": {"every": 3}}
     main(finetune_with(corpus, pretrained, callback, max_steps=5))
     tuned = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     resume = [a for a in finetune_with(corpus, tuned, callback, max_steps=10) if a != "--finetune=true"]

@@ -55,6 +55,7 @@ def test_gpt2_weights_load_with_the_same_logits(tiny_gpt2: Path) -> None:
     assert source.tokenizer.decode(source.tokenizer.encode(text)) == text
 
 
+@pytest.mark.slow
 def test_finetune_gpt2_from_a_directory_keeps_its_tokenizer(tiny_gpt2: Path, corpus: Path, tmp_path: Path) -> None:
     args = tiny_fit_args(corpus, max_steps=10, **{"model.init_from": tiny_gpt2, "data.block_size": 32})
     main([a for a in args if not a.startswith(("--model.gpt.n_layer", "--model.gpt.n_head", "--model.gpt.n_embd"))])
@@ -64,6 +65,7 @@ def test_finetune_gpt2_from_a_directory_keeps_its_tokenizer(tiny_gpt2: Path, cor
     assert tuned.model.config.gelu == "tanh" and tuned.model.config.block_size == 64
 
 
+@pytest.mark.slow
 def test_export_loads_in_transformers_with_the_same_logits(pretrained: Path, tmp_path: Path) -> None:
     out = tmp_path / "exported"
     main(["export", f"--ckpt_path={pretrained}", f"--out={out}"])
@@ -142,6 +144,7 @@ def test_export_refuses_a_bigram_and_a_file_as_out(corpus: Path, tmp_path: Path,
     assert capsys.readouterr().err.strip() == f"minigpt: error: --out: {tmp_path / 'taken'} is a file; pass a directory"
 
 
+@pytest.mark.slow
 def test_a_hugging_face_directory_works_wherever_a_checkpoint_does(
     tiny_gpt2: Path, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -168,6 +171,17 @@ def test_a_hugging_face_directory_works_wherever_a_checkpoint_does(
     assert "val/loss" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_a_model_folder_without_its_tokenizer_is_named_as_model_init_from(
+    tiny_gpt2: Path, corpus: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tiny_gpt2 / "tokenizer.json").unlink()
+    with pytest.raises(SystemExit):
+        main(tiny_fit_args(corpus, **{"model.init_from": tiny_gpt2}))
+    assert f"minigpt: error: model.init_from: {tiny_gpt2} lacks tokenizer.json;" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_a_folder_that_is_no_model_is_named_as_a_folder(tmp_path: Path, corpus: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(MinigptError, match=r"--ckpt_path: .*empty lacks config.json, model.safetensors"):

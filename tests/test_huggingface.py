@@ -144,6 +144,7 @@ def bpe_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["char", "bpe"])
 def test_pipeline_greedy_text_equals_minigpt_generate(
     source: str, pretrained: Path, bpe_checkpoint: Path, tmp_path: Path

@@ -82,7 +82,8 @@ def test_long_sequences_lose_their_end_and_prompt_filling_records_are_counted(tm
 @pytest.mark.parametrize(
     ("bad_line", "message"),
     [
-        ('{"instruction": "a", "response": ', "line 2 is not valid JSON"),
+        ('{"instruction": "a", "response": ', r"line 2 is not valid JSON \(Expecting value at column 34\)"),
+        ('{"instruction": "a", "response": "b', r"line 2 is not valid JSON \(Unterminated string starting at column"),
         ('["a", "b"]', "line 2 is a JSON list, expected an object"),
         ('{"instruction": "a"}', "line 2 has no 'response' field"),
         ('{"instruction": "a", "response": 3}', "line 2 field 'response' is int, expected a string"),
@@ -172,6 +173,7 @@ def test_batches_come_padded_from_the_loaders() -> None:
     assert (labels[:, -1] != IGNORE_INDEX).any()
 
 
+@pytest.mark.slow
 def test_a_checkpoints_character_vocabulary_grows_to_cover_the_records(pretrained: Path) -> None:
     from minigpt.checkpoint import load_checkpoint
 

@@ -1,15 +1,19 @@
 """The package's layers point one way, every module imports on its own, the lower layers (the
-model, tokenizers, generation, checkpoints) load without Lightning, and the command line's
-parsers load without torch."""
+model, tokenizers, generation, checkpoints) load without Lightning, the command line's parsers
+load without torch, and every package the code imports is a declared dependency."""
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import json
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import minigpt
 
@@ -26,7 +30,7 @@ LAYERS = [
     ["checkpoint"],
     ["pretrained"],
     ["data"],
-    ["module", "callbacks", "progress", "freezing", "evaluation", "strategies", "atomic_io"],
+    ["module", "callbacks", "strategies", "atomic_io"],
     # The Lightning wiring: the LightningCLI subclass and the entry that runs a fit.
     ["lightning_cli"],
     # Programs built on the layers below: a sweep runs fits, a server generates.
@@ -99,6 +103,7 @@ def test_imports_point_down_and_sit_at_the_top_of_the_module() -> None:
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.slow
 def test_every_module_imports_on_its_own_in_a_fresh_interpreter() -> None:
     # One interpreter, but minigpt's modules are forgotten before each import, so each is
     # imported first: an import cycle shows up whichever module starts it. (`__main__` runs the CLI.)
@@ -131,9 +136,38 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {heavy!r}))
     return json.loads(result.stdout.strip().splitlines()[-1].replace("'", '"'))
 
 
+@pytest.mark.slow
 def test_the_lower_layers_load_without_lightning() -> None:
     assert heavy_imports(WITHOUT_LIGHTNING, {"lightning", "pytorch_lightning", "torchmetrics"}) == []
 
 
+@pytest.mark.slow
 def test_the_command_line_parsers_load_without_torch() -> None:
     assert heavy_imports(WITHOUT_TORCH, {"torch", "lightning"}) == []
+
+
+def distribution_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_third_party_package_imported_is_a_declared_dependency() -> None:
+    # What `pip install minigpt` installs (the installed metadata, which `make` refreshes whenever
+    # pyproject.toml changes), not the dev extra: the package must import without it.
+    required = [r for r in importlib.metadata.requires("minigpt") or [] if "extra ==" not in r]
+    declared = {distribution_name(re.split(r"[\s;<>=!~\[]", requirement, maxsplit=1)[0]) for requirement in required}
+    owners = importlib.metadata.packages_distributions()
+    undeclared = set()
+    for module in module_names():
+        for node in ast.walk(ast.parse(source_of(module).read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {name.split(".")[0] for name in names} - {"minigpt", "__future__"}:
+                if top in sys.stdlib_module_names:
+                    continue
+                if not {distribution_name(d) for d in owners.get(top, [top])} & declared:
+                    undeclared.add(f"{top} (imported by {module})")
+    assert not undeclared, f"declare in pyproject.toml's dependencies: {sorted(undeclared)}"

@@ -185,16 +185,17 @@ def test_new_characters_train_their_embeddings_beside_the_adapters(pretrained: P
     assert (tmp_path / "out" / "config.json").is_file() and not (tmp_path / "out" / "adapter").exists()
 
 
+FREEZING = "minigpt.callbacks.freezing"
 BAD = {
     "a target that matches no layer": ({"model.lora.targets": "[attn.c_qkv]"}, "'attn.c_qkv' matches no layer"),
     "rank 0": ({"model.lora.rank": 0}, "model.lora.rank must be a positive integer, got 0"),
     "a tied head as target": ({"model.lora.targets": "[lm_head]"}, "lm_head is the token embedding's transpose"),
     "gradual unfreezing": (
-        {"trainer.callbacks": "[{class_path: minigpt.freezing.GradualUnfreezing}]"},
+        {"trainer.callbacks": f"[{{class_path: {FREEZING}.GradualUnfreezing}}]"},
         "GradualUnfreezing unfreezes base weights, which model.lora keeps frozen",
     ),
     "freezing the adapted attention": (
-        {"trainer.callbacks": "[{class_path: minigpt.freezing.FreezeLayers, init_args: {parts: [attention]}}]"},
+        {"trainer.callbacks": f"[{{class_path: {FREEZING}.FreezeLayers, init_args: {{parts: [attention]}}}}]"},
         "FreezeLayers parts ['attention'] hold the LoRA adapters",
     ),
 }

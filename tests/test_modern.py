@@ -15,6 +15,9 @@ from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
 from minigpt.sampling import GREEDY
 
+# Every test here trains a model: the slow tier.
+pytestmark = pytest.mark.slow
+
 MODERN = {
     "model.gpt.position": "rope",
     "model.gpt.norm": "rmsnorm",
@@ -59,7 +62,8 @@ def test_a_modern_run_learns_and_its_checkpoint_generates(modern_checkpoint: Pat
 def test_fine_tuning_a_modern_checkpoint_with_frozen_embeddings(modern_checkpoint: Path, tmp_path: Path) -> None:
     corpus = modern_checkpoint.parents[3] / "corpus.txt"  # its own alphabet: the vocabulary stays as it is
     config = tmp_path / "freeze.yaml"
-    callback = {"class_path": "minigpt.freezing.FreezeLayers", "init_args": {"parts": ["embeddings", "blocks[:1]"]}}
+    parts = ["embeddings", "blocks[:1]"]
+    callback = {"class_path": "minigpt.callbacks.freezing.FreezeLayers", "init_args": {"parts": parts}}
     config.write_text(yaml.safe_dump({"trainer": {"callbacks": [callback]}}))
     args = [a for a in tiny_fit_args(corpus, max_steps=5) if not a.startswith(("--model.n_", "fit"))]
     main(["fit", f"--config={config}", *args, "--finetune=true", f"--ckpt_path={modern_checkpoint}"])

@@ -32,6 +32,7 @@ def test_parameter_roles_cover_every_parameter_once(model: GPT | BigramLM) -> No
     assert all(param.dim() >= 2 for param in groups[0]["params"])  # only matrices and embeddings decay
 
 
+@pytest.mark.slow
 def test_lr_schedule_is_chosen_in_the_config(corpus: Path, tmp_path: Path) -> None:
     overrides = {"model.lr_schedule": "linear", "model.min_lr": 3e-4, "model.warmup_steps": 0}
     main(tiny_fit_args(corpus, max_steps=10, **overrides))
@@ -41,6 +42,7 @@ def test_lr_schedule_is_chosen_in_the_config(corpus: Path, tmp_path: Path) -> No
     assert lrs[10] == pytest.approx(3e-4, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_muon_trains_from_the_config_and_resumes_exactly(corpus: Path, tmp_path: Path) -> None:
     muon = {"model.optimizer": "muon", "model.muon_lr": 0.02, "model.lr_decay_steps": 20}
     main(tiny_fit_args(corpus, max_steps=20, **muon))

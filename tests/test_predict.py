@@ -11,6 +11,9 @@ from minigpt.checkpoint import load_checkpoint
 from minigpt.cli import main
 from minigpt.sampling import Sampling
 
+# Every test here runs `minigpt predict` on a trained model: the slow tier.
+pytestmark = pytest.mark.slow
+
 PROMPTS = ["ROMEO:", "JULIET:\nO Romeo", "But soft, what light through yonder", "N"]
 
 

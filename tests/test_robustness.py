@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from conftest import tiny_fit_args
+from conftest import REPO, tiny_fit_args, wait_until
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 from test_training import events
@@ -26,36 +25,34 @@ from minigpt.lightning_cli import run_lightning_cli
 from minigpt.model import GPTConfig
 from minigpt.module import LanguageModel
 
-
-def start_fit(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "minigpt", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+TESTS = Path(__file__).resolve().parent
 
 
-def wait_for(path_glob: str, root: Path, process: subprocess.Popen, timeout: float = 120) -> Path:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = sorted(root.glob(path_glob))
-        if found:
-            return found[0]
-        if process.poll() is not None:
-            raise AssertionError(f"run ended early: {process.stderr.read()}")
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"{path_glob} never appeared")
+def start_fit(args: list[str], probes: Path) -> subprocess.Popen:
+    """`minigpt fit ARGS` in a process of its own, writing its steps done to `probes`/steps."""
+    probes.mkdir(exist_ok=True)
+    env = {**os.environ, "MINIGPT_PROBE_DIR": str(probes), "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
+    command = [sys.executable, "-m", "minigpt", *args, "--trainer.callbacks+=probes.StepProbe"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def steps_done(probes: Path) -> int:
+    try:
+        return int((probes / "steps").read_text())
+    except FileNotFoundError:
+        return 0
 
 
 def saved_step(checkpoint: Path) -> int:
     return torch.load(checkpoint, weights_only=True)["global_step"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_saves_a_checkpoint_and_says_how_to_resume(signum: int, corpus: Path, tmp_path: Path) -> None:
     args = tiny_fit_args(corpus, max_steps=100_000, **{"trainer.val_check_interval": 100_000})
-    process = start_fit(args)
-    wait_for("lightning_logs/version_0/events.out.tfevents.*", tmp_path, process)
-    time.sleep(2)  # let it train a few steps
+    process = start_fit(args, tmp_path / "probes")
+    wait_until(lambda: steps_done(tmp_path / "probes") >= 3, "3 steps", process)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, stderr
@@ -72,11 +69,13 @@ def test_signal_saves_a_checkpoint_and_says_how_to_resume(signum: int, corpus: P
     assert saved_step(resumed) == step + 3
 
 
+@pytest.mark.slow
 def test_kill_9_loses_only_the_steps_since_the_last_checkpoint(corpus: Path, tmp_path: Path) -> None:
     args = tiny_fit_args(corpus, max_steps=100_000, **{"trainer.val_check_interval": 5})
-    process = start_fit(args)
-    last = wait_for("lightning_logs/version_0/checkpoints/last.ckpt", tmp_path, process)
-    time.sleep(1)
+    process = start_fit(args, tmp_path / "probes")
+    # Killed between checkpoints: after the first (step 5), two steps into training on from it.
+    wait_until(lambda: steps_done(tmp_path / "probes") >= 7, "7 steps", process)
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     process.kill()
     process.communicate()
     step = saved_step(last)  # loads: the file is whole even though the process died at any moment
@@ -132,6 +131,7 @@ def tiny_module(**kwargs: object) -> LanguageModel:
     return LanguageModel(gpt=GPTConfig(n_layer=1, n_head=2, n_embd=16), **kwargs)
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_stops_before_touching_the_weights(corpus: Path, tmp_path: Path) -> None:
     data = TextDataModule(path=str(corpus), block_size=16, batch_size=4)
     module = tiny_module()
@@ -143,6 +143,7 @@ def test_nonfinite_loss_stops_before_touching_the_weights(corpus: Path, tmp_path
     assert saved_step(tmp_path / "ckpt" / "last.ckpt") == 5
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_can_skip_the_batch(corpus: Path, tmp_path: Path) -> None:
     data = TextDataModule(path=str(corpus), block_size=16, batch_size=4)
     module = tiny_module(on_nonfinite_loss="skip")
@@ -153,18 +154,26 @@ def test_nonfinite_loss_can_skip_the_batch(corpus: Path, tmp_path: Path) -> None
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("below", ["", "runs"], ids=["a file", "a folder under a file"])
 def test_unwritable_log_folder_is_refused_before_training(
-    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    below: str, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
+    root = blocker / below if below else blocker
     with pytest.raises(SystemExit) as exit:
-        main([*tiny_fit_args(corpus), f"--trainer.default_root_dir={blocker / 'runs'}"])
+        main([*tiny_fit_args(corpus), f"--trainer.default_root_dir={root}"])
     assert exit.value.code == 2
-    assert "trainer.default_root_dir: cannot write run output to" in capsys.readouterr().err
+    # troubleshooting.md quotes the message as it is written, with X for the folder and F for the file
+    quoted = "trainer.default_root_dir: cannot write run output to X: F is a file, not a folder"
+    assert f"`{quoted}`" in (REPO / "docs" / "troubleshooting.md").read_text()
+    message = quoted.replace("X", str(root)).replace("F is", f"{blocker} is")
+    assert f"minigpt: error: {message}; " in capsys.readouterr().err
     assert blocker.read_text() == "not a folder"
 
 
+@pytest.mark.slow
 def test_dropout_run_resumes_on_the_same_curve(corpus: Path, tmp_path: Path) -> None:
     # Dropout draws from torch's generator: its state travels in the checkpoint.
     full = tiny_fit_args(corpus, max_steps=20, **{"model.lr_decay_steps": 20, "model.gpt.dropout": 0.3})
@@ -191,6 +200,7 @@ def killed_write(folder: Path, name: str) -> Path:
     return partial
 
 
+@pytest.mark.slow
 def test_a_killed_write_leaves_no_partial_file_once_the_run_resumes(corpus: Path, tmp_path: Path) -> None:
     main(tiny_fit_args(corpus, max_steps=10))
     checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
@@ -200,6 +210,7 @@ def test_a_killed_write_leaves_no_partial_file_once_the_run_resumes(corpus: Path
         assert not list(folder.glob(".*.partial")), folder
 
 
+@pytest.mark.slow
 def test_the_next_run_removes_a_killed_write_of_another_run(corpus: Path, tmp_path: Path) -> None:
     main(tiny_fit_args(corpus, max_steps=10))
     checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
@@ -211,6 +222,7 @@ def test_the_next_run_removes_a_killed_write_of_another_run(corpus: Path, tmp_pa
     assert not stale.exists() and running.exists()
 
 
+@pytest.mark.slow
 def test_a_run_that_fails_before_its_first_step_leaves_no_run_folder(corpus: Path, tmp_path: Path) -> None:
     main(tiny_fit_args(corpus, max_steps=5))
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
@@ -232,20 +244,30 @@ class SignalAtStep(Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+LOGGED_TAGS = ("train/loss", "train/lr", "train/grad_norm", "val/loss")
+
+
 def logged(version: Path) -> dict[str, dict[int, float]]:
     accumulator = events(version)
-    return {tag: {e.step: e.value for e in accumulator.Scalars(tag)} for tag in ("train/loss", "val/loss")}
+    return {tag: {e.step: e.value for e in accumulator.Scalars(tag)} for tag in LOGGED_TAGS}
 
 
+@pytest.mark.slow
 def test_an_interrupted_and_resumed_run_logs_what_an_uninterrupted_one_does(corpus: Path, tmp_path: Path) -> None:
-    args = tiny_fit_args(corpus, max_steps=20, **{"trainer.val_check_interval": 5, "model.lr_decay_steps": 20})
+    # Logged every 4 steps, validated every 5, stopped after step 14: off both grids, the stop adds no point.
+    args = tiny_fit_args(
+        corpus,
+        max_steps=20,
+        **{"trainer.val_check_interval": 5, "trainer.log_every_n_steps": 4, "model.lr_decay_steps": 20},
+    )
     run_lightning_cli(args)
     with pytest.raises(SystemExit):
         run_lightning_cli(args, extra_callbacks=[SignalAtStep(13)])
     last = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
     run_lightning_cli([*args, f"--ckpt_path={last}"])
     runs = [logged(tmp_path / "lightning_logs" / f"version_{n}") for n in range(3)]
-    for tag in ("train/loss", "val/loss"):
+    assert max(runs[1]["train/loss"]) == 11  # its last point is step 12's (logged at 11), on the grid
+    for tag in LOGGED_TAGS:
         interrupted, resumed = runs[1][tag], runs[2][tag]
         assert not interrupted.keys() & resumed.keys(), tag  # no step logged twice
         assert sorted({**interrupted, **resumed}) == sorted(runs[0][tag]), tag

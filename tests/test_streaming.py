@@ -10,6 +10,7 @@ from conftest import LINES, SHARED_DATA
 from torch.utils.data import DataLoader
 
 from minigpt.corpus import streaming
+from minigpt.corpus.pool import tokenizing_pool
 from minigpt.corpus.streaming import TextFile
 from minigpt.data import TextDataModule, WikiText103
 from minigpt.data import text as text_module
@@ -53,6 +54,7 @@ def test_streamed_cache_matches_the_text(wikitext: Path) -> None:
     assert data.vocab_size == 300 and data.split("train").dtype == np.uint16
 
 
+@pytest.mark.slow
 def test_worker_processes_build_the_same_cache(wikitext: Path, tmp_path: Path) -> None:
     alone = WikiText103(path=str(wikitext), tokenizer=BPE, tokenize_workers=0, cache_dir=str(tmp_path / "a"))
     pooled = WikiText103(path=str(wikitext), tokenizer=BPE, tokenize_workers=2, cache_dir=str(tmp_path / "b"))
@@ -233,3 +235,22 @@ def test_other_local_ranks_wait_for_rank_0s_tokenizer(corpus: Path, monkeypatch:
     follower = TextDataModule(path=str(corpus), tokenizer=spec)
     follower.prepare()
     assert follower.tokenizer.to_json() == reference.tokenizer.to_json()
+
+
+@pytest.mark.slow
+def test_a_tokenizing_worker_that_dies_stops_the_build_in_one_line(tmp_path: Path) -> None:
+    text = "".join(LINES) * 50
+    tokenizer = CharTokenizer.from_text(text)
+    with tokenizing_pool(tokenizer, workers=1) as pool:
+        assert pool is not None
+        pool.submit("ROMEO:", np.dtype(np.uint16)).result(timeout=60)  # the worker is up
+        for worker in pool.executor._processes.values():
+            worker.kill()  # as the out-of-memory killer would
+            worker.join(timeout=60)
+        source = streaming.InMemoryText("corpus.txt", text)
+        with pytest.raises(MinigptError) as error:
+            streaming.encode_to_file(source, tokenizer, tmp_path / "t.bin", np.dtype(np.uint16), pool, "tokenizing")
+    assert str(error.value) == (
+        "a tokenizing worker died while tokenizing corpus.txt for the token cache (out of memory?); "
+        "set data.tokenize_workers lower, or 0 to tokenize in the training process"
+    )

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
 import re
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import time
+import tempfile
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -23,10 +26,14 @@ import optuna
 import pytest
 import torch
 import yaml
-from conftest import LINES
+from conftest import LINES, free_port, wait_until
 from optuna.trial import TrialState
 
 from minigpt.cli import main
+from minigpt.sweep import storage as sweep_storage
+
+# Every test here runs a sweep, or checks its keys with the fit parser next to a finished one: the slow tier.
+pytestmark = pytest.mark.slow
 
 BASE = {
     "seed_everything": 7,
@@ -230,7 +237,9 @@ def test_trial_left_running_by_a_dead_worker_is_failed_and_retried(
         if worker.startswith("elsewhere"):  # found by its heartbeat; the other by its process id alone
             storage.record_heartbeat(trial._trial_id)
         orphans.append(trial.number)
-    time.sleep(3)  # past the grace period
+    # Past the grace period, by the storage's own judgment (Optuna's, which has no public name).
+    study_id = storage.get_study_id_from_name("tiny")
+    wait_until(lambda: storage._get_stale_trial_ids(study_id), "a stale trial", timeout=60)
     capsys.readouterr()
     sweep(path)
     trials = study(tmp_path).trials
@@ -249,9 +258,7 @@ def test_ctrl_c_stops_the_sweep_and_the_rerun_runs_the_trial_again(tmp_path: Pat
     command = [sys.executable, "-m", "minigpt", "sweep", "--config", str(path)]
     worker = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     db = tmp_path / "sweeps" / "tiny" / "study.db"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not has_validated(db):  # until the first trial is training
-        time.sleep(0.2)
+    wait_until(lambda: has_validated(db), "the first trial's first validation", worker)
     worker.send_signal(signal.SIGINT)
     _, err = worker.communicate(timeout=120)
     assert worker.returncode == 130, err[-2000:]
@@ -421,3 +428,130 @@ def test_shorthand_and_nested_keys_are_recognised(tmp_path: Path) -> None:
     )
     base = check_against_base(load_spec(path))
     assert base.max_steps == 20 and base.config["data"]["init_args"]["batch_size"] == 4
+
+
+# --- a study shared through a PostgreSQL server -------------------------------------------------
+
+
+# PostgreSQL's programs refuse to run as root; a test run as root runs them as this user (Debian's).
+POSTGRES_USER = "postgres"
+
+
+def postgres_bin() -> Path | None:
+    """The folder of PostgreSQL's server programs: Debian's /usr/lib/postgresql/<version>/bin (newest
+    first), else initdb on PATH."""
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]), reverse=True)
+    on_path = shutil.which("initdb")
+    found = debian[0] if debian else Path(on_path) if on_path else None
+    return found.parent if found else None
+
+
+def as_server_user() -> list[str]:
+    """The command prefix that runs PostgreSQL's programs, which refuse to run as root."""
+    if os.geteuid() != 0:
+        return []
+    runuser = shutil.which("runuser")
+    try:
+        pwd.getpwnam(POSTGRES_USER)
+    except KeyError:
+        pytest.skip(f"running as root, and there is no '{POSTGRES_USER}' user to start PostgreSQL as")
+    if runuser is None:
+        pytest.skip("running as root, and there is no runuser to start PostgreSQL as another user")
+    return [runuser, "-u", POSTGRES_USER, "--"]
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server of its own on a free localhost port, in a temporary folder, for one test."""
+    pytest.importorskip("psycopg", reason="psycopg (the dev extra's PostgreSQL driver) is not installed")
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    prefix = as_server_user()
+    # Not under pytest's tmp_path: the server's user must be able to reach its folder.
+    folder = Path(tempfile.mkdtemp(prefix="minigpt-postgres-"))
+    if prefix:
+        shutil.chown(folder, POSTGRES_USER)
+    data, port = folder / "data", free_port()
+
+    def server(*command: str) -> None:
+        subprocess.run([*prefix, *command], cwd=folder, check=True, capture_output=True, timeout=120)
+
+    try:
+        server(str(bin_dir / "initdb"), "-D", str(data), "-U", "minigpt", "--auth=trust", "--no-sync", "-E", "UTF8")
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        server(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+        yield f"postgresql+psycopg://minigpt@127.0.0.1:{port}/postgres"
+    finally:
+        if (data / "postmaster.pid").exists():
+            server(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "-t", "60", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_workers_on_two_machines_share_a_postgresql_study(tmp_path: Path, postgres_url: str) -> None:
+    # Two workers, each in its own folder with its own copy of the files, as on two machines; the
+    # study in the database is all they share.
+    machines = [tmp_path / "machine0", tmp_path / "machine1"]
+    command = [sys.executable, "-m", "minigpt", "sweep", "--storage", postgres_url, "--config"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = []
+    for machine in machines:
+        machine.mkdir()
+        path = write_sweep(machine, n_trials=4)
+        workers.append(subprocess.Popen([*command, str(path)], cwd=machine, env=env, stderr=subprocess.PIPE, text=True))
+    try:
+        errors = [worker.communicate(timeout=300)[1] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, err in zip(workers, errors, strict=True):
+        assert worker.returncode == 0, err[-2000:]
+    trials = [
+        t for t in optuna.load_study(study_name="tiny", storage=postgres_url).trials if not t.user_attrs.get("surplus")
+    ]
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.params["model.learning_rate"] for t in trials}) == 4  # no point trained twice
+    # Each trial ran on one machine, in its folder there, and both machines ran some.
+    folders = [{int(p.name.removeprefix("trial_")) for p in (m / "sweeps" / "tiny").glob("trial_*")} for m in machines]
+    assert folders[0] and folders[1] and not folders[0] & folders[1]
+    assert folders[0] | folders[1] == {t.number for t in trials}
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+
+
+def test_a_database_server_that_never_answers_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("psycopg", reason="psycopg (the dev extra's PostgreSQL driver) is not installed")
+    monkeypatch.setattr(sweep_storage, "CONNECT_TIMEOUT_S", 2)
+    # A port that takes connections into its backlog and never says a word, like a hung server.
+    with closing(socket.socket()) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"postgresql+psycopg://minigpt@127.0.0.1:{silent.getsockname()[1]}/sweeps"
+
+        def hung(*_: object) -> None:
+            raise AssertionError("opening the storage waited for a minute")
+
+        previous = signal.signal(signal.SIGALRM, hung)
+        signal.alarm(60)
+        try:
+            with pytest.raises(SystemExit) as exit:
+                sweep(write_sweep(tmp_path), "--storage", url)
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+    assert exit.value.code == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("minigpt: error:")]
+    assert error.startswith(f"minigpt: error: --storage: cannot open {url} (OperationalError: ") and "timeout" in error

@@ -16,13 +16,13 @@ from minigpt.cli import main
 from minigpt.threads import CoreShare, ThreadPolicy
 
 HOLDER = """
-import sys, time
+import signal, sys
 from pathlib import Path
 from minigpt.threads import CoreShare
 share = CoreShare(Path(sys.argv[1]))
 share.join()
 print("joined", flush=True)
-time.sleep(600)
+signal.pause()  # holds its entry until killed
 """
 
 
@@ -37,6 +37,7 @@ def automatic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_a_run_keeps_the_threads_it_started_with_while_others_come_and_go(automatic: Path) -> None:
     policy = ThreadPolicy()
     assert policy.start() == "CPU threads: 4 (alone on the CPU)"
@@ -57,6 +58,7 @@ def test_a_run_keeps_the_threads_it_started_with_while_others_come_and_go(automa
     policy.stop()
 
 
+@pytest.mark.slow
 def test_adaptive_threads_follow_the_processes_that_share_the_cpu(automatic: Path) -> None:
     policy = ThreadPolicy(adaptive=True)
     assert policy.start() == "CPU threads: 4 (alone on the CPU)" and torch.get_num_threads() == 4
@@ -98,6 +100,7 @@ def test_what_the_user_set_wins(automatic: Path, monkeypatch: pytest.MonkeyPatch
     assert torch.get_num_threads() == 3
 
 
+@pytest.mark.slow
 def test_fit_reports_its_threads_and_takes_cpu_threads(
     automatic: Path, corpus: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -250,6 +250,7 @@ class ByteTokenizer(Tokenizer):
         raise NotImplementedError
 
 
+@pytest.mark.slow
 def test_a_new_kind_is_one_class_and_works_everywhere(corpus: Path) -> None:
     """Defining the class registers it: the config block, training, checkpoints and generation take it."""
     from conftest import tiny_fit_args

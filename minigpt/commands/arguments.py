@@ -155,7 +155,7 @@ def sweep_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--storage",
         default=None,
-        help="where the study lives: a database URL (sqlite:///study.db, postgresql://user@host/db) or "
+        help="where the study lives: a database URL (sqlite:///study.db, postgresql+psycopg://user@host/db) or "
         "journal:PATH (Optuna's journal file); default: sqlite file <output>/study.db",
     )
     parser.add_argument(

@@ -69,8 +69,10 @@ def generate(options: argparse.Namespace) -> None:
     with warnings_as_notes():
         try:
             if options.num_samples == 1:
+                # stream() checks and encodes the prompt at once: a refused prompt prints nothing.
+                pieces = checkpoint.stream(prompt, options.max_new_tokens, sampling, **settings)
                 print(echo, end="", flush=True)
-                for piece in checkpoint.stream(prompt, options.max_new_tokens, sampling, **settings):
+                for piece in pieces:
                     print(piece, end="", flush=True)
                 print()
                 return

@@ -13,6 +13,8 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -21,10 +23,15 @@ import numpy as np
 
 from minigpt.corpus.pool import TokenizingPool
 from minigpt.corpus.sources import not_utf8
+from minigpt.errors import MinigptError
 from minigpt.tokenizers import Tokenizer
 
 CHUNK_BYTES = 1 << 18  # 256 KiB: encoding one costs a worker ~20 MB; 1 MiB cost ~140 MB
 WORKERS_FROM_BYTES = 16 << 20
+# The longest minigpt waits for a worker to tokenize one chunk (which takes well under a second):
+# past it the worker is taken for hung, and the build stops with an error rather than waiting on.
+CHUNK_TIMEOUT_S = 600
+FEWER_WORKERS = "set data.tokenize_workers lower, or 0 to tokenize in the training process"
 DecodeErrors = Literal["strict", "replace", "ignore"]
 
 
@@ -156,12 +163,23 @@ def encode_to_file(
                 write(np.asarray(tokenizer.encode(chunk), dtype=dtype).tobytes(), len(chunk))
             return tokens
         pending: deque[tuple[Future, int]] = deque()
-        for chunk in source.chunks():
-            if len(pending) >= 2 * pool.workers:
+        try:
+            for chunk in source.chunks():
+                if len(pending) >= 2 * pool.workers:
+                    future, size = pending.popleft()
+                    write(future.result(timeout=CHUNK_TIMEOUT_S), size)
+                pending.append((pool.submit(chunk, dtype), len(chunk)))
+            while pending:
                 future, size = pending.popleft()
-                write(future.result(), size)
-            pending.append((pool.submit(chunk, dtype), len(chunk)))
-        while pending:
-            future, size = pending.popleft()
-            write(future.result(), size)
+                write(future.result(timeout=CHUNK_TIMEOUT_S), size)
+        except BrokenProcessPool:
+            raise MinigptError(
+                f"a tokenizing worker died while tokenizing {source.name} for the token cache (out of memory?); "
+                f"{FEWER_WORKERS}"
+            ) from None
+        except FutureTimeout:
+            raise MinigptError(
+                f"a tokenizing worker gave no tokens for a chunk of {source.name} in {CHUNK_TIMEOUT_S} s; "
+                f"{FEWER_WORKERS}"
+            ) from None
     return tokens

@@ -72,7 +72,8 @@ def parse_record(line: str, number: int, fields: RecordFields) -> InstructionRec
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
-        raise MalformedRecord(f"is not valid JSON ({error.msg} at column {error.colno})") from None
+        # Some of json's messages end in "at" ("Unterminated string starting at"): one "at" is enough.
+        raise MalformedRecord(f"is not valid JSON ({error.msg.removesuffix(' at')} at column {error.colno})") from None
     if not isinstance(record, dict):
         raise MalformedRecord(f"is a JSON {type(record).__name__}, expected an object")
     return InstructionRecord(

@@ -39,6 +39,12 @@ MAX_RETRIES = 2
 SPACE_ATTR = "minigpt_search_space"
 FIXED_ATTR = "minigpt_fixed"
 CREATE_ATTEMPTS = 5
+# Bounded waits on a database: SQLite for a lock another worker holds; a server for a connection
+# (a host that does not answer is an error naming the storage, not a hang). Drivers that take
+# libpq's or MySQL's connect_timeout, by URL scheme.
+SQLITE_LOCK_TIMEOUT_S = 60
+CONNECT_TIMEOUT_S = 30
+CONNECT_TIMEOUT_SCHEMES = ("postgresql", "postgresql+psycopg2", "postgresql+psycopg", "mysql", "mysql+pymysql")
 OBJECTIVE_ATTR = "minigpt_objective"
 
 
@@ -88,6 +94,16 @@ def _creation_race(error: Exception) -> bool:
     )
 
 
+def engine_options(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine options that bound how long opening and using the storage may wait."""
+    scheme = url.split(":", 1)[0]
+    if scheme.startswith("sqlite"):
+        return {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
+    if scheme in CONNECT_TIMEOUT_SCHEMES:
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    return {}
+
+
 def open_storage(spec: SweepSpec, *, create: bool) -> Any:
     """The study's storage; with `create` False (--show) nothing is created."""
     url = storage_url(spec)
@@ -104,7 +120,7 @@ def open_storage(spec: SweepSpec, *, create: bool) -> Any:
         stale_keyword = "heartbeat_stale_trial_callback"
         if stale_keyword not in inspect.signature(optuna.storages.RDBStorage).parameters:
             stale_keyword = "failed_trial_callback"  # Optuna before 4.9
-        engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+        engine_kwargs = engine_options(url)
         for attempt in range(CREATE_ATTEMPTS):
             try:
                 with warnings.catch_warnings():

@@ -2,7 +2,7 @@
 
     trainer:
       callbacks:
-        - class_path: minigpt.freezing.FreezeLayers
+        - class_path: minigpt.callbacks.freezing.FreezeLayers
           init_args:
             parts: [attention]
 

@@ -1,65 +1,17 @@
-"""What a run shows while it trains: a progress bar counted in steps, and TensorBoard
-hyperparameters whose metrics are the run's real objective."""
+"""TensorBoard's HParams tab: each run's settings against the objective it reached."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-# Short labels keep the bar inside 80 columns; a metric not named here is not shown.
-BAR_LABELS = {"train/loss": "loss", "val/loss": "val", "train/tokens_per_sec": "tok/s", "train/mfu": "mfu"}
 # The objective every run is ranked by in TensorBoard's HParams tab: scalars the run logs.
 HPARAM_METRICS = ("val/loss", "val/best_loss", "val/bits_per_char")
-
-
-def compact(value: float) -> str:
-    if not math.isfinite(value):
-        return str(value)
-    if abs(value) >= 10_000:
-        return f"{value / 1000:.1f}k"
-    return f"{value:.4g}"
-
-
-class StepProgressBar(TQDMProgressBar):
-    """Counts optimizer steps towards trainer.max_steps (a resumed run starts where it stopped)
-    instead of batches of a never-ending epoch, and shows loss, validation loss and tokens/s in
-    80 columns."""
-
-    TRAIN_FORMAT = "step {n_fmt}/{total_fmt} |{bar}| {elapsed}<{remaining}{postfix}"
-
-    def init_train_tqdm(self) -> Any:
-        bar = super().init_train_tqdm()
-        bar.bar_format = self.TRAIN_FORMAT
-        return bar
-
-    def on_train_epoch_start(self, trainer: Trainer, *args: Any) -> None:
-        super().on_train_epoch_start(trainer, *args)
-        if trainer.max_steps > 0:
-            self.train_progress_bar.reset(total=trainer.max_steps)
-            self.train_progress_bar.n = self.train_progress_bar.initial = trainer.global_step
-        self.train_progress_bar.set_description("")
-
-    def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if trainer.max_steps <= 0:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-            return
-        bar = self.train_progress_bar
-        if bar is not None and self._should_update(trainer.global_step, bar.total):
-            bar.n = trainer.global_step
-            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=True)
-
-    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
-        metrics = trainer.progress_bar_metrics
-        return {label: compact(float(metrics[name])) for name, label in BAR_LABELS.items() if name in metrics}
 
 
 class RunLogger(TensorBoardLogger):
@@ -80,15 +32,21 @@ class RunLogger(TensorBoardLogger):
         values = {key: value for key, value in dict(params).items() if not key.startswith("_") and key != "gpt"}
         values.update(self.run_settings)
         self.hparams.update(values)
-        shown = {key: displayable(value) for key, value in values.items()}
+        # An unset value (muon_lr: null) is left out rather than written as a word: TensorBoard
+        # types a column by its values, and "none" beside 0.003 would make it a column of text.
+        shown = {key: displayable(value) for key, value in values.items() if value is not None}
         for summary in hparams_summary(shown, {name: 0.0 for name in HPARAM_METRICS}):
             self.experiment._get_file_writer().add_summary(summary)
 
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        # Lightning adds `epoch` to every point it logs; a minigpt run is one endless epoch, so
+        # that would be a second, always-zero scalar at every step that logs anything.
+        super().log_metrics({name: value for name, value in metrics.items() if name != "epoch"}, step)
 
-def displayable(value: Any) -> Any:
+
+def displayable(value: Any) -> bool | int | float | str:
     """A value TensorBoard's HParams can show: numbers, strings and booleans as they are."""
-    if value is None:
-        return "none"
     return value if isinstance(value, bool | int | float | str) else str(value)
 
 

@@ -1,0 +1,56 @@
+"""A CPU run's torch threads, shared with the other minigpt processes on the machine."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
+
+from minigpt.errors import MinigptError
+from minigpt.threads import ThreadPolicy
+
+# How often a CPU run looks whether other minigpt processes started or ended beside it.
+THREAD_CHECK_SECONDS = 2.0
+
+
+class CpuThreads(Callback):
+    """Shares the CPU with the other minigpt processes computing on it (see minigpt.threads).
+
+    Args:
+        threads: Torch threads for this run. Unset, minigpt chooses: all of torch's threads when
+            the run is alone on the CPU, an even share of them when other minigpt processes
+            (parallel runs, sweep workers, DDP ranks) compute beside it; OMP_NUM_THREADS set in
+            the environment is kept.
+    """
+
+    def __init__(self, threads: int | None = None) -> None:
+        if threads is not None and threads < 1:
+            raise MinigptError(f"cpu.threads must be 1 or more, got {threads}")
+        self.threads = threads
+        self._policy: ThreadPolicy | None = None
+        self._checked = 0.0
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if trainer.strategy.root_device.type != "cpu" or self._policy is not None:
+            return
+        self._policy = ThreadPolicy(self.threads)
+        rank_zero_info(f"minigpt: {self._policy.start()}")
+        self._checked = time.monotonic()
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._policy is None or time.monotonic() - self._checked < THREAD_CHECK_SECONDS:
+            return
+        self._checked = time.monotonic()
+        change = self._policy.update()
+        if change:
+            rank_zero_info(f"minigpt: {change}")
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self._policy is not None:
+            self._policy.stop()
+            self._policy = None
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self.teardown(trainer, pl_module, "exception")
