@@ -32,19 +32,23 @@ FIT = [
     "--data.max_val_windows=48",
 ]
 TORCH_THREADS = torch.get_num_threads()
-# name: (processes at once, extra arguments, extra environment)
-SCENARIOS: dict[str, tuple[int, list[str], dict[str, str]]] = {
-    "one run alone, minigpt's threads": (1, [], {}),
-    "one run alone, torch's threads": (1, [f"--cpu.threads={TORCH_THREADS}"], {}),
-    "two runs at once, minigpt's threads": (2, [], {}),
-    "two runs at once, torch's threads": (2, [f"--cpu.threads={TORCH_THREADS}"], {}),
-    "two runs at once, OMP_NUM_THREADS=1": (2, [], {"OMP_NUM_THREADS": "1"}),
+# name: (processes at once, extra arguments, extra environment, seconds between their starts)
+SCENARIOS: dict[str, tuple[int, list[str], dict[str, str], float]] = {
+    "one run alone, minigpt's threads": (1, [], {}, 0.0),
+    "one run alone, torch's threads": (1, [f"--cpu.threads={TORCH_THREADS}"], {}, 0.0),
+    "two runs at once, minigpt's threads": (2, [], {}, 0.0),
+    # The first keeps the threads it started alone with; the second takes its share.
+    "two runs, the second started 8 s after the first, minigpt's threads": (2, [], {}, 8.0),
+    "two runs, the second started 8 s after the first, adaptive threads": (2, ["--cpu.adaptive=true"], {}, 8.0),
+    "two runs at once, torch's threads": (2, [f"--cpu.threads={TORCH_THREADS}"], {}, 0.0),
+    "two runs at once, OMP_NUM_THREADS=1": (2, [], {"OMP_NUM_THREADS": "1"}, 0.0),
     "two runs at once, OMP_WAIT_POLICY=PASSIVE, torch's threads": (
         2,
         [f"--cpu.threads={TORCH_THREADS}"],
         {"OMP_WAIT_POLICY": "PASSIVE"},
+        0.0,
     ),
-    "DDP, 2 processes": (1, ["--trainer.strategy=ddp", "--trainer.accelerator=cpu", "--trainer.devices=2"], {}),
+    "DDP, 2 processes": (1, ["--trainer.strategy=ddp", "--trainer.accelerator=cpu", "--trainer.devices=2"], {}, 0.0),
 }
 
 
@@ -55,16 +59,20 @@ def environment(extra: dict[str, str]) -> dict[str, str]:
 
 def run_together(name: str, repeat: int) -> tuple[list[float], list[Path]]:
     """Start the scenario's processes at once; each one's wall time and run folder."""
-    count, extra, env = SCENARIOS[name]
-    roots = [OUT / name.replace(" ", "_").replace(",", "").replace("'", "") / f"{repeat}-{i}" for i in range(count)]
-    processes, started = [], time.perf_counter()
-    for root in roots:
+    count, extra, env, delay = SCENARIOS[name]
+    folder = name.replace(" ", "_").replace(",", "").replace("'", "")
+    roots = [OUT / folder / f"{repeat}-{i}" for i in range(count)]
+    processes = []
+    for index, root in enumerate(roots):
+        if index:
+            time.sleep(delay)
         root.mkdir(parents=True, exist_ok=True)
         log = (root / "stderr.txt").open("w")
         command = [sys.executable, "-m", "minigpt", *FIT, *extra, f"--trainer.default_root_dir={root}"]
-        processes.append((subprocess.Popen(command, stdout=log, stderr=log, env=environment(env)), log))
+        started = time.perf_counter()
+        processes.append((subprocess.Popen(command, stdout=log, stderr=log, env=environment(env)), log, started))
     walls = []
-    for process, log in processes:
+    for process, log, started in processes:
         if process.wait() != 0:
             raise SystemExit(f"{name}: a run failed; see {log.name}")
         walls.append(time.perf_counter() - started)

@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_fit_args
+from lightning.pytorch import Callback, Trainer
 
 from minigpt import threads
+from minigpt.callbacks import cpu_threads
 from minigpt.cli import main
+from minigpt.lightning_cli import run_lightning_cli
 from minigpt.threads import CoreShare, ThreadPolicy
 
 HOLDER = """
@@ -110,3 +113,85 @@ def test_fit_reports_its_threads_and_takes_cpu_threads(
     lines = [record.getMessage() for record in caplog.records if "CPU threads" in record.getMessage()]
     assert lines == ["minigpt: CPU threads: 4 (alone on the CPU)", "minigpt: CPU threads: 1 (cpu.threads)"]
     assert not list(automatic.glob("*.lock"))  # each run left the registry when it ended
+
+
+class Disturbance(Callback):
+    """Another minigpt process computing beside the run from step `start` to step `stop`: one
+    that holds a place in the CPU registry, as a second run or a sweep worker would."""
+
+    def __init__(self, registry: Path, start: int, stop: int) -> None:
+        self.registry, self.start, self.stop = registry, start, stop
+        self.other: subprocess.Popen | None = None
+
+    def on_train_batch_end(self, trainer: Trainer, *args: object) -> None:
+        if trainer.global_step == self.start:
+            self.other = subprocess.Popen(
+                [sys.executable, "-c", HOLDER, str(self.registry)], stdout=subprocess.PIPE, text=True
+            )
+            assert self.other.stdout is not None and self.other.stdout.readline().strip() == "joined"
+        if trainer.global_step == self.stop and self.other is not None:
+            self.other.kill()
+            self.other.wait()
+
+
+def final_weights(root: Path) -> dict[str, torch.Tensor]:
+    last = root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    return torch.load(last, weights_only=True)["state_dict"]
+
+
+def thread_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if "CPU threads" in record.getMessage()]
+
+
+@pytest.mark.slow
+def test_a_run_computes_what_an_undisturbed_run_computes_while_others_start_and_stop(
+    automatic: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(cpu_threads, "THREAD_CHECK_SECONDS", 0.0)  # an adaptive run looks at every step
+
+    def args(name: str, *extra: str) -> list[str]:
+        return [*tiny_fit_args(corpus, max_steps=40, **{"trainer.default_root_dir": tmp_path / name}), *extra]
+
+    run_lightning_cli(args("undisturbed"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        run_lightning_cli(args("disturbed"), extra_callbacks=[Disturbance(automatic, start=5, stop=30)])
+    assert thread_lines(caplog) == ["minigpt: CPU threads: 4 (alone on the CPU)"]
+    undisturbed, disturbed = final_weights(tmp_path / "undisturbed"), final_weights(tmp_path / "disturbed")
+    assert all(torch.equal(undisturbed[name], disturbed[name]) for name in undisturbed)
+    # The same disturbance moves an adaptive run's threads: the case that made runs differ.
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        run_lightning_cli(args("adaptive", "--cpu.adaptive=true"), extra_callbacks=[Disturbance(automatic, 5, 30)])
+    assert "minigpt: CPU threads: 2 (2 minigpt processes share 4 threads' worth of cores)" in thread_lines(caplog)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_computes_with_the_threads_its_checkpoint_had(
+    automatic: Path, corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def args(name: str, max_steps: int) -> list[str]:
+        # One schedule for both lengths, so that the first 10 steps are the same steps.
+        overrides = {"model.lr_decay_steps": 20, "trainer.default_root_dir": tmp_path / name}
+        return tiny_fit_args(corpus, max_steps=max_steps, **overrides)
+
+    run_lightning_cli(args("whole", 20))
+    run_lightning_cli(args("halves", 10))  # its last.ckpt is what a kill after step 10 leaves
+    other = subprocess.Popen([sys.executable, "-c", HOLDER, str(automatic)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "joined"
+        last = tmp_path / "halves" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            run_lightning_cli([*args("halves", 20), f"--ckpt_path={last}"])
+    finally:
+        other.kill()
+        other.wait()
+    # It started beside another process (2 of 4 threads), then took the 4 its checkpoint's run had.
+    assert thread_lines(caplog) == [
+        "minigpt: CPU threads: 2 (2 minigpt processes share 4 threads' worth of cores)",
+        "minigpt: CPU threads: 4 (as the run that wrote the checkpoint, so that it computes alike)",
+    ]
+    whole = final_weights(tmp_path / "whole")
+    resumed = torch.load(tmp_path / "halves" / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(whole[name], resumed["state_dict"][name]) for name in whole)
