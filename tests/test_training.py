@@ -85,6 +85,28 @@ def test_resumed_run_continues_the_same_curve(corpus: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+def test_a_checkpoint_of_an_earlier_version_resumes(corpus: Path, tmp_path: Path) -> None:
+    """Checkpoints written before model.gpt held the architecture as flat model.* values and a
+    preset: the same command still resumes them, on the same curve."""
+    full = tiny_fit_args(corpus, max_steps=20, **{"model.lr_decay_steps": 20})
+    main(full)
+    main(tiny_fit_args(corpus, max_steps=10, **{"model.lr_decay_steps": 20}))
+    last = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    flat = {**checkpoint["hyper_parameters"].pop("gpt"), "preset": None}
+    checkpoint["hyper_parameters"] |= {name: value for name, value in flat.items() if name != "block_size"}
+    checkpoint["hyper_parameters"]["block_size"] = None  # linked from the data then
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    main([*full, f"--ckpt_path={old}"])
+    uninterrupted = scalars(tmp_path / "lightning_logs" / "version_0", "train/loss")
+    resumed = scalars(tmp_path / "lightning_logs" / "version_2", "train/loss")
+    assert min(resumed) == 11 and max(resumed) == 20
+    for step in range(11, 21):
+        assert resumed[step] == pytest.approx(uninterrupted[step], rel=1e-5), step
+
+
+@pytest.mark.slow
 def test_bigram_baseline_trains_from_yaml_choice(corpus: Path, tmp_path: Path) -> None:
     main(tiny_fit_args(corpus, max_steps=20, **{"model.arch": "bigram", "model.learning_rate": 0.05}))
     loaded = load_checkpoint(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
