@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from torch import nn
 from minigpt.bigram import BigramConfig, BigramLM
 from minigpt.errors import MinigptError
 from minigpt.generation import TextGenerator
-from minigpt.huggingface.directory import REQUIRED_FILES, read_model_dir
+from minigpt.huggingface.directory import REQUIRED_FILES, read_model_config, read_model_tokenizer, read_model_weights
 from minigpt.huggingface.hub import resolve_source
 from minigpt.lora import LoRAConfig, add_adapters, merge_adapters
 from minigpt.model import GPT, GPTConfig
@@ -127,7 +128,16 @@ class Source:
     prompt_style: str | None = None
     # A LoRA checkpoint's adapters: {"base": source, "fingerprint": sha256, "config": LoRAConfig values}.
     lora: dict[str, Any] | None = None
-    state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    # Reads the weights when they are first wanted: a tokenizer alone never loads a large model.
+    read_weights: Callable[[], dict[str, torch.Tensor]] = field(default=dict, repr=False)
+    _state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def state(self) -> dict[str, torch.Tensor]:
+        """The weights as stored (under minigpt's names)."""
+        if self._state is None:
+            self._state = self.read_weights()
+        return self._state
 
     def network(self) -> nn.Module:
         """The model with its weights (a LoRA checkpoint's adapters folded into its base's)."""
@@ -205,8 +215,11 @@ def open_source(source: str | Path, key: str = "--ckpt_path") -> Source:
     """Read what `source` names: a minigpt .ckpt, a Hugging Face model directory or a hub name."""
     path = resolve_source(source, key, REQUIRED_FILES)
     if path.is_dir():
-        config, state, tokenizer = read_model_dir(path, key)
-        return Source(str(source), path, key, "gpt", config, tokenizer, state=state)
+        config = read_model_config(path, key)
+        tokenizer = read_model_tokenizer(path, key, config)
+        return Source(
+            str(source), path, key, "gpt", config, tokenizer, read_weights=lambda: read_model_weights(path, config)
+        )
     checkpoint = read_checkpoint(path, key)
     meta = checkpoint[METADATA_KEY]
     config_class, _ = ARCHITECTURES.get(meta["arch"], (GPTConfig, GPT))
@@ -219,7 +232,7 @@ def open_source(source: str | Path, key: str = "--ckpt_path") -> Source:
         tokenizer=stored_tokenizer(checkpoint, path),
         prompt_style=meta.get("prompt_style"),
         lora=meta.get("lora"),
-        state=network_state(checkpoint),
+        read_weights=lambda: network_state(checkpoint),
     )
 
 

@@ -45,18 +45,8 @@ def read_model_config(directory: Path, key: str) -> GPTConfig:
         raise MinigptError(f"{path} is not a model config.json ({type(error).__name__}: {error})") from None
 
 
-def read_model_dir(directory: Path, key: str) -> tuple[GPTConfig, dict[str, torch.Tensor], Tokenizer]:
-    """A model directory's architecture, weights (under minigpt's names) and tokenizer."""
-    from safetensors.torch import load_file  # only needed here
-
-    config = read_model_config(directory, key)
-    weights_path = directory / "model.safetensors"
-    try:
-        tensors = load_file(weights_path)
-    except Exception as error:  # safetensors raises its own SafetensorError for bad headers
-        raise MinigptError(f"{weights_path} is not a readable safetensors file ({error})") from None
-    model_type = json.loads((directory / "config.json").read_text(encoding="utf-8"))["model_type"]
-    state = READERS[model_type][1](tensors, config, str(weights_path))
+def read_model_tokenizer(directory: Path, key: str, config: GPTConfig) -> Tokenizer:
+    """A model directory's tokenizer, with the end-of-text token its config.json names."""
     tokenizer = read_tokenizer_json(directory / "tokenizer.json", key)
     eos = json.loads((directory / "config.json").read_text(encoding="utf-8")).get("eos_token_id")
     # The model's end-of-text token as its config names it (the first, where it names several).
@@ -68,4 +58,17 @@ def read_model_dir(directory: Path, key: str) -> tuple[GPTConfig, dict[str, torc
             f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but the model only "
             f"{config.vocab_size} embedding rows; the files come from different models"
         )
-    return config, state, tokenizer
+    return tokenizer
+
+
+def read_model_weights(directory: Path, config: GPTConfig) -> dict[str, torch.Tensor]:
+    """A model directory's weights under minigpt's names."""
+    from safetensors.torch import load_file  # only needed here
+
+    weights_path = directory / "model.safetensors"
+    try:
+        tensors = load_file(weights_path)
+    except Exception as error:  # safetensors raises its own SafetensorError for bad headers
+        raise MinigptError(f"{weights_path} is not a readable safetensors file ({error})") from None
+    model_type = json.loads((directory / "config.json").read_text(encoding="utf-8"))["model_type"]
+    return READERS[model_type][1](tensors, config, str(weights_path))
