@@ -28,6 +28,7 @@ from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from minigpt.allocator import return_large_buffers
 from minigpt.atomic_io import AtomicCheckpointIO
 from minigpt.callbacks.cpu_threads import CpuThreads
 from minigpt.callbacks.evaluation import TextSample
@@ -407,6 +408,7 @@ def run_lightning_cli(
     that resumes it; a caller with its own way to resume (a sweep) turns that off.
     """
     ignore_known_warnings()
+    return_large_buffers()
     for flag, (key, settings) in NESTED_HELP.items():
         if flag in args:
             parser = ArgumentParser(prog=f"minigpt fit --{key}", description=(settings.__doc__ or "").splitlines()[0])
