@@ -44,6 +44,7 @@ tensorboard: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -55,4 +56,4 @@ bench: install
 	$(BIN)/python benchmarks/kv_cache.py --threads 1
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache benchmarks/out
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .mypy_cache benchmarks/out

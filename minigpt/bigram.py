@@ -45,7 +45,7 @@ class BigramLM(nn.Module):
 
     def parameter_roles(self, within: nn.Module | None = None) -> dict[str, list[nn.Parameter]]:
         """The table is an embedding: decayed by AdamW, as GPT's are (see GPT.parameter_roles)."""
-        trainable = [self.table.weight] if self.table.weight.requires_grad else []
+        trainable = [param for param in self.table.parameters() if param.requires_grad]
         return {"matrices": [], "embeddings": trainable, "gains": [], "adapters": []}
 
     def flops_per_token(self) -> int:

@@ -30,7 +30,9 @@ from minigpt.lora import LoRAConfig, add_adapters, merge_adapters
 from minigpt.model import GPT, GPTConfig
 from minigpt.tokenizers import Tokenizer, tokenizer_from_json
 
-ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
+# The network class of each architecture takes that architecture's config class (a pairing the
+# type checker cannot follow, hence Any).
+ARCHITECTURES: dict[str, tuple[type[GPTConfig] | type[BigramConfig], Callable[[Any], GPT | BigramLM]]] = {
     "gpt": (GPTConfig, GPT),
     "bigram": (BigramConfig, BigramLM),
 }
@@ -38,14 +40,14 @@ METADATA_KEY = "minigpt"
 MODEL_PREFIX = "model."  # the LightningModule holds the network as `self.model`
 
 
-def build_model(arch: str, config: dict[str, Any]) -> nn.Module:
+def build_model(arch: str, config: dict[str, Any]) -> GPT | BigramLM:
     if arch not in ARCHITECTURES:
         raise MinigptError(f"unknown model.arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     config_class, model_class = ARCHITECTURES[arch]
     return model_class(config_class.from_dict(config))
 
 
-def metadata(arch: str, model: nn.Module, tokenizer: Tokenizer, prompt_style: str | None = None) -> dict[str, Any]:
+def metadata(arch: str, model: GPT | BigramLM, tokenizer: Tokenizer, prompt_style: str | None = None) -> dict[str, Any]:
     """What a checkpoint needs to be used alone; `prompt_style` marks an instruction-tuned model."""
     meta = {"arch": arch, "model_config": model.config.to_dict(), "tokenizer": tokenizer.to_json()}
     if prompt_style is not None:
@@ -139,7 +141,7 @@ class Source:
             self._state = self.read_weights()
         return self._state
 
-    def network(self) -> nn.Module:
+    def network(self) -> GPT | BigramLM:
         """The model with its weights (a LoRA checkpoint's adapters folded into its base's)."""
         if self.lora is not None:
             return merge_adapters(self.adapted_network())
@@ -154,7 +156,7 @@ class Source:
         self._load_into(model, strict=True)
         return model
 
-    def adapted_network(self) -> nn.Module:
+    def adapted_network(self) -> GPT | BigramLM:
         """A LoRA checkpoint's base weights with its adapters, unmerged (what its run trains)."""
         assert self.lora is not None
         base = lora_base(self).network()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -94,6 +95,25 @@ def next_token(
     return draw(next_token_probabilities(logits, history, sampling), sampling, generator)
 
 
+class ContextConfig(Protocol):
+    """What generation reads of a model's `config`."""
+
+    @property
+    def block_size(self) -> int: ...
+
+
+class CachedModel(Protocol):
+    """A model fed through a KV cache (GPT)."""
+
+    def new_cache(self, batch_size: int, length: int | None = None) -> KVCache: ...
+
+
+def context_length(model: nn.Module) -> int:
+    """The model's block_size. (nn.Module.__getattr__ types `config` as Tensor | Module; a GPT's
+    config, unlike a bare GPTConfig, always has its block_size.)"""
+    return cast(ContextConfig, model.config).block_size
+
+
 def kept_on_slide(block_size: int, window_shift: int | None = None) -> int:
     """Tokens a full context window keeps when it slides (the module docstring's rule)."""
     return max(1, block_size - (window_shift or max(1, block_size // 4)))
@@ -121,11 +141,11 @@ def generate_tokens(
     alone (its own positions, attention and context window). One generator per row makes each
     row's draws its own.
     """
-    block_size = model.config.block_size
+    block_size = context_length(model)
     keep = kept_on_slide(block_size, window_shift)
     # A cache as long as the text can get inside the window: no longer than the context.
     cache = (
-        model.new_cache(ids.size(0), ids.size(1) + max_new_tokens)
+        cast(CachedModel, model).new_cache(ids.size(0), ids.size(1) + max_new_tokens)
         if use_cache and hasattr(model, "new_cache")
         else None
     )
@@ -164,7 +184,7 @@ def _generate_padded(
     """generate_tokens for rows of different lengths. Each row's context window slides on its
     own, when the row alone would slide it; then every row's window is fed again, left-padded
     to the longest, which gives the rows that did not slide the very context they had."""
-    block_size = model.config.block_size
+    block_size = context_length(model)
     rows = [row[pad:] for row, pad in zip(ids, pads.tolist(), strict=True)]
     starts = [max(0, len(row) - block_size) for row in rows]
     # Padding is no part of a row's text: the repetition penalty sees the row's first token instead.
@@ -364,7 +384,7 @@ class TextGenerator:
 
     def _encode_prompt(self, prompt: str) -> list[int]:
         """The prompt's ids; one longer than the context keeps its last block_size, with a warning."""
-        block_size = self.model.config.block_size
+        block_size = context_length(self.model)
         ids = self.tokenizer.encode_prompt(prompt)
         if len(ids) > block_size:
             warnings.warn(

@@ -26,7 +26,7 @@ from jsonargparse import ArgumentParser, set_parsing_settings
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from minigpt.allocator import return_large_buffers
 from minigpt.atomic_io import AtomicCheckpointIO
@@ -167,11 +167,12 @@ class MinigptCLI(LightningCLI):
             "the config's hyperparameters. Without it, --ckpt_path resumes the run exactly.",
         )
 
-    def parse_arguments(self, parser: LightningArgumentParser, args: Sequence[str] | None) -> None:
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as error:
-            subcommand = next((arg for arg in args or () if arg in self.subcommands()), "fit")
+            given = args if isinstance(args, list) else ()  # minigpt passes a list
+            subcommand = next((arg for arg in given if arg in self.subcommands()), "fit")
             raise MinigptError(
                 one_line_parse_error(str(error), subcommand, self._subcommand_parsers[subcommand])
             ) from None
@@ -278,7 +279,7 @@ class MinigptCLI(LightningCLI):
 class _ParserOnly(MinigptCLI):
     """Builds the parsers and stops before parsing anything (see `fit_parser`)."""
 
-    def parse_arguments(self, parser: LightningArgumentParser, args: Sequence[str] | None) -> None:
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         raise _ParsersReady(self._subcommand_parsers)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ KEY = "model.lora"
 BLOCK_LINEARS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 TARGETS = (*BLOCK_LINEARS, "lm_head")
 ADAPTER_NAMES = ("lora_a", "lora_b")
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,12 @@ def add_adapters(model: nn.Module, config: LoRAConfig, train: tuple[nn.Module, .
     the modules in `train`; the number of trainable parameters."""
     layers = target_layers(model, config.targets)
     head = getattr(model, "lm_head", None)
-    if "lm_head" in layers and head is not None and head.weight is getattr(model, "transformer", model).wte.weight:
+    # The token embedding is an nn.Embedding, which nn.Module.__getattr__ types as Tensor | Module.
+    if (
+        "lm_head" in layers
+        and head is not None
+        and head.weight is cast(nn.Embedding, getattr(model, "transformer", model).wte).weight
+    ):
         raise MinigptError(
             f"{KEY}.targets: lm_head is the token embedding's transpose in this model (a tied head); an adapter "
             "would untie them: leave lm_head out"
@@ -140,7 +147,7 @@ def add_adapters(model: nn.Module, config: LoRAConfig, train: tuple[nn.Module, .
     return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
 
 
-def merge_adapters(model: nn.Module) -> nn.Module:
+def merge_adapters(model: ModuleT) -> ModuleT:
     """`model` with every adapter folded into its layer's weight (the same outputs, plain layers)."""
     for name, module in list(model.named_modules()):
         if isinstance(module, LoRALinear):

@@ -6,8 +6,9 @@ Nothing here imports Lightning: `from minigpt.model import GPT` is all a noteboo
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 import torch
 import torch.nn.functional as F
@@ -234,7 +235,7 @@ class GPTConfig:
         return cls(**given)
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: object) -> GPTConfig:
+    def from_preset(cls, name: str, **overrides: Any) -> GPTConfig:
         if name not in PRESETS:
             raise MinigptError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
         return replace(PRESETS[name], **overrides)
@@ -326,6 +327,13 @@ def padded_attention(pads: torch.Tensor, past: int, time: int) -> torch.Tensor:
     return (causal[None] & (real[:, None, :] | itself[None])).unsqueeze(1)
 
 
+class AttentionOptions(TypedDict, total=False):
+    """Keyword arguments of F.scaled_dot_product_attention that depend on the layer."""
+
+    dropout_p: float
+    enable_gqa: bool  # set only for grouped-query attention
+
+
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Turn each (first half, second half) channel pair of x's last dimension by its angle."""
     first, second = x.chunk(2, dim=-1)
@@ -388,7 +396,7 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             past = cache.length
             k, v = cache.extend(k, v)
-        options = {"dropout_p": self.dropout if self.training else 0.0}
+        options: AttentionOptions = {"dropout_p": self.dropout if self.training else 0.0}
         if self.n_kv_head != self.n_head:
             options["enable_gqa"] = True
         if mask is not None:
@@ -450,6 +458,24 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+if TYPE_CHECKING:
+
+    class Blocks(nn.ModuleList):
+        """GPT.transformer.h as the type checker sees it: a ModuleList of Blocks."""
+
+        def __iter__(self) -> Iterator[Block]: ...
+
+    class TransformerModules(nn.ModuleDict):
+        """GPT.transformer as the type checker sees it. It is a plain nn.ModuleDict, whose entries
+        nn.Module.__getattr__ types as Tensor | Module; their types are declared here."""
+
+        wte: nn.Embedding
+        wpe: nn.Embedding  # with position="learned" only
+        drop: nn.Dropout
+        h: Blocks
+        ln_f: nn.Module
+
+
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -466,7 +492,7 @@ class GPT(nn.Module):
         modules["drop"] = nn.Dropout(config.dropout)
         modules["h"] = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         modules["ln_f"] = make_norm(config)
-        self.transformer = nn.ModuleDict(modules)
+        self.transformer = cast("TransformerModules", nn.ModuleDict(modules))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
             # Weight tying: the output projection reuses the token embedding.
@@ -528,12 +554,14 @@ class GPT(nn.Module):
     def flops_per_token(self) -> int:
         """Training FLOPs per token (forward + backward), as in the PaLM paper's appendix B."""
         c = self.config
+        assert c.block_size is not None  # a GPT's config has its sizes (__init__)
         return 6 * self.num_parameters() + 12 * c.n_layer * c.n_head * c.head_width * c.block_size
 
     def new_cache(self, batch_size: int, length: int | None = None) -> KVCache:
         """An empty KV cache for `batch_size` sequences of up to `length` tokens (default and at
         most block_size: a model with 128k positions needs no 128k-long cache for a short answer)."""
         c = self.config
+        assert c.block_size is not None  # a GPT's config has its sizes (__init__)
         weight = self.transformer.wte.weight
         length = c.block_size if length is None else min(length, c.block_size)
         shape = (batch_size, c.kv_heads, length, c.head_width)
@@ -553,6 +581,7 @@ class GPT(nn.Module):
         """
         time = idx.size(1)
         past = 0 if cache is None else cache.length
+        assert self.config.block_size is not None  # a GPT's config has its sizes (__init__)
         if past + time > self.config.block_size:
             raise MinigptError(
                 f"sequence of {past + time} tokens is longer than the model's block_size {self.config.block_size}"

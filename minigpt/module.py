@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch import nn
+from lightning.pytorch.utilities import AttributeDict, rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torchmetrics import SumMetric
 from torchmetrics.text import Perplexity
 
+from minigpt.bigram import BigramLM
 from minigpt.checkpoint import ARCHITECTURES, METADATA_KEY, metadata, read_checkpoint, stored_tokenizer
 from minigpt.constants import IGNORE_INDEX
 from minigpt.errors import MinigptError
 from minigpt.generation import TextGenerator
 from minigpt.lora import LoRAConfig
-from minigpt.model import GPTConfig
+from minigpt.model import GPT, GPTConfig
 from minigpt.optim import OPTIMIZERS, SCHEDULES, build_optimizer, optimizer_groups
 from minigpt.pretrained import build_network
 from minigpt.tokenizers import Tokenizer
@@ -97,7 +98,7 @@ class LanguageModel(LightningModule):
         self.strict_loading = lora is None
         self.lora_base: dict[str, str] | None = None
         # Built by configure_model, when the data has settled the tokenizer.
-        self.model: nn.Module | None = None
+        self.model: GPT | BigramLM | None = None
         # The tokenizer the init_from weights were trained with: the data's must extend it.
         self.init_tokenizer: Tokenizer | None = None
         # The data module's (possibly grown) tokenizer, or a checkpoint's: saved in checkpoints.
@@ -113,11 +114,17 @@ class LanguageModel(LightningModule):
         self.resumes_from: str | None = None
 
     @property
-    def network(self) -> nn.Module:
+    def network(self) -> GPT | BigramLM:
         """The network; it exists from `configure_model` on."""
         if self.model is None:
             raise MinigptError("the network is built when a Trainer sets up this module (configure_model)")
         return self.model
+
+    @property
+    def settings(self) -> AttributeDict:
+        """`hparams`, which Lightning types as any mutable mapping: save_hyperparameters made it
+        an AttributeDict."""
+        return cast(AttributeDict, self.hparams)
 
     def configure_model(self) -> None:
         """Build the network for the data's vocabulary (idempotent: Lightning calls this for every
@@ -160,11 +167,11 @@ class LanguageModel(LightningModule):
         # without one). Of validation's shape, so a compiled network reuses the graph for it.
         batch_size = getattr(datamodule, "batch_size", None) or 1
         self.example_input_array = torch.zeros(batch_size, block_size, dtype=torch.long)
-        if self.hparams.compile:
+        if self.settings.compile:
             self.model.compile()
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        hp = self.settings
         groups = self.optimizer_groups()
         optimizer = build_optimizer(groups, hp.optimizer, tuple(hp.betas))
         decay_steps = hp.lr_decay_steps or self.trainer.max_steps
@@ -178,7 +185,7 @@ class LanguageModel(LightningModule):
 
     def optimizer_groups(self, within: torch.nn.Module | None = None) -> list[dict[str, Any]]:
         """This run's parameter groups for the whole network, or for part of it (unfreezing)."""
-        hp = self.hparams
+        hp = self.settings
         roles = self.network.parameter_roles(within)
         return optimizer_groups(roles, hp.optimizer, hp.learning_rate, hp.weight_decay, hp.muon_lr)
 
@@ -198,17 +205,18 @@ class LanguageModel(LightningModule):
         inputs, targets = batch
         loss = self.loss(self(inputs), targets)
         if not torch.isfinite(loss):
-            return self._nonfinite(loss)
+            self._nonfinite(loss)
+            return None  # Lightning then skips backward and the optimizer step
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def _nonfinite(self, loss: torch.Tensor) -> None:
         step = self.global_step + 1
-        if self.hparams.on_nonfinite_loss == "skip":
+        if self.settings.on_nonfinite_loss == "skip":
             self.skipped_batches += 1
             rank_zero_warn(f"loss is {loss.item()} at step {step}: batch skipped ({self.skipped_batches} so far)")
             self.log("train/skipped_batches", float(self.skipped_batches))
-            return None  # Lightning then skips backward and the optimizer step
+            return
         raise MinigptError(
             f"loss is {loss.item()} at step {step}; the weights were not updated with it and the checkpoints "
             "already written are intact: resume from last.ckpt with a lower model.learning_rate, or set "
@@ -256,6 +264,7 @@ class LanguageModel(LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, Any]]:
         """Completions of a batch of prompts (minigpt.data.Prompts), one record per prompt."""
+        assert self.tokenizer is not None  # configure_model took the data module's
         return batch.complete(TextGenerator(self.network, self.tokenizer, self.prompt_style))
 
     # --- checkpoints -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import nn
@@ -85,6 +85,12 @@ class MuonAdamW(torch.optim.Optimizer):
             if group["algorithm"] == "muon" and any(p.dim() != 2 for p in group["params"]):
                 raise MinigptError("Muon orthogonalises matrices: give it 2-D parameters only")
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
@@ -101,15 +107,17 @@ class MuonAdamW(torch.optim.Optimizer):
         beta = group["momentum"]
         updates = []
         for p in params:
+            grad = p.grad
+            assert grad is not None  # step passes only parameters with gradients
             state = self.state[p]
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(p)
             buffer = state["momentum_buffer"]
-            buffer.lerp_(p.grad, 1 - beta)
+            buffer.lerp_(grad, 1 - beta)
             # Nesterov: step along the gradient mixed with the momentum it is about to join.
-            updates.append(p.grad.lerp(buffer, beta))
+            updates.append(grad.lerp(buffer, beta))
         # Same-shaped matrices (tall ones transposed to wide) share one batched iteration.
-        by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
+        by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, update in enumerate(updates):
             by_shape[tuple(sorted(update.shape))].append(index)
         for indices in by_shape.values():

@@ -13,8 +13,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
-from torch import nn
 
+from minigpt.bigram import BigramLM
 from minigpt.checkpoint import ARCHITECTURES, build_model, fingerprint, fit_vocabulary, gpt_from_state, open_source
 from minigpt.errors import MinigptError
 from minigpt.huggingface.directory import REQUIRED_FILES
@@ -82,7 +82,7 @@ def load_config(source: str, key: str = KEY) -> GPTConfig:
 class Network:
     """A model ready to train, and what a run starting from weights must know about them."""
 
-    model: nn.Module
+    model: GPT | BigramLM
     # The tokenizer the init_from weights were trained with (None from scratch): the data's must extend it.
     tokenizer: Tokenizer | None = None
     summary: str | None = None
@@ -123,6 +123,7 @@ TRAINING_FIELDS = ("vocab_size", "block_size", "dropout")
 def _start_from(init_from: str, given: GPTConfig, vocab_size: int, block_size: int, lora: LoRAConfig | None) -> Network:
     source = load_pretrained(init_from)
     config = source.config
+    assert config.vocab_size is not None and config.block_size is not None  # weights come with their sizes
     # A field still at its default was not chosen by the config: it takes the source's value.
     defaults = GPTConfig()
     for field in fields(GPTConfig):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from lightning.pytorch.strategies import FSDPStrategy
 
@@ -27,13 +27,14 @@ class BlockFSDP(FSDPStrategy):
         self,
         activation_checkpointing: bool = True,
         sharding_strategy: str = "FULL_SHARD",
-        state_dict_type: str = "full",
+        state_dict_type: Literal["full", "sharded"] = "full",
         **kwargs: Any,
     ) -> None:
         super().__init__(
             auto_wrap_policy={Block},
             activation_checkpointing_policy={Block} if activation_checkpointing else None,
-            sharding_strategy=sharding_strategy,
+            # Lightning takes the name in any case (it upper-cases it); its type lists upper case only.
+            sharding_strategy=sharding_strategy,  # type: ignore[arg-type]
             state_dict_type=state_dict_type,
             **kwargs,
         )

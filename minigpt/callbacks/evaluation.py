@@ -4,6 +4,7 @@ answers to held-out instructions."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -15,7 +16,7 @@ from torchmetrics.text.rouge import ROUGEScore
 
 from minigpt.data.instruct import InstructionRecord
 from minigpt.errors import MinigptError
-from minigpt.generation import TextGenerator
+from minigpt.generation import TextGenerator, context_length
 from minigpt.prompts import PromptStyle
 from minigpt.sampling import DEFAULT_SAMPLING, GREEDY
 from minigpt.tokenizers import Tokenizer
@@ -30,9 +31,9 @@ def answer_records(
     max_new_tokens: int,
 ) -> list[tuple[str, str, str]]:
     """(prompt, greedy answer, reference) for the first `count` records whose prompt fits the context."""
-    block_size = model.config.block_size
+    block_size = context_length(model)
     generator = TextGenerator(model, tokenizer)
-    triples = []
+    triples: list[tuple[str, str, str]] = []
     for record in records:
         if len(triples) == count:
             break
@@ -85,7 +86,7 @@ class TextSample(Callback):
         except MinigptError:
             rank_zero_warn(f"sample.prompt {self.prompt!r} is outside the vocabulary; no sample is logged")
             return
-        generator = TextGenerator(pl_module.model, tokenizer)
+        generator = TextGenerator(cast(nn.Module, pl_module.model), tokenizer)
         text = generator.generate(self.prompt, self.tokens, DEFAULT_SAMPLING, seed=0, wrap=False)[0]
         for logger in loggers:
             logger.experiment.add_text("sample", indented(self.prompt + text), global_step=validation_step(trainer))
@@ -115,10 +116,10 @@ class InstructionEvaluation(Callback):
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         datamodule = getattr(trainer, "datamodule", None)
-        if trainer.sanity_checking or not getattr(datamodule, "val_records", None):
+        if trainer.sanity_checking or datamodule is None or not getattr(datamodule, "val_records", None):
             return
         triples = answer_records(
-            pl_module.model,
+            cast(nn.Module, pl_module.model),
             datamodule.tokenizer,
             datamodule.style,
             datamodule.val_records,

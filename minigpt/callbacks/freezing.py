@@ -16,8 +16,8 @@ freezes the head too, and `all_but_head` trains the token embedding as the head.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, cast
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
@@ -27,6 +27,7 @@ from torch import nn
 from minigpt.errors import MinigptError
 from minigpt.lora import adapted_layers
 from minigpt.model import GPT
+from minigpt.module import LanguageModel
 
 
 def positions(model: GPT) -> list[nn.Module]:
@@ -65,7 +66,7 @@ def select_modules(model: GPT, part: str) -> list[nn.Module]:
     match = BLOCK_INDEX.match(part)
     if match is None:
         raise MinigptError(f"unknown layer part {part!r} to freeze; use any of {', '.join(PART_NAMES)}")
-    blocks = list(model.transformer.h)
+    blocks: list[nn.Module] = list(model.transformer.h)
     first_n, index = match.group(1) == ":", int(match.group(2))
     if first_n and 1 <= index <= len(blocks):
         return blocks[:index]
@@ -77,7 +78,7 @@ def select_modules(model: GPT, part: str) -> list[nn.Module]:
     )
 
 
-def adapter_in(module: nn.Module, adapted: dict[str, nn.Module]) -> bool:
+def adapter_in(module: nn.Module, adapted: Mapping[str, nn.Module]) -> bool:
     """Whether `module` holds one of the `adapted` layers."""
     held = {id(layer) for layer in adapted.values()}
     return any(id(inner) in held for inner in module.modules())
@@ -182,7 +183,8 @@ class GradualUnfreezing(BaseFinetuning):
         stage = stages[self.unfrozen]
         self.unfrozen += 1
         self.make_trainable(stage)
-        for group in pl_module.optimizer_groups(within=stage):
+        # Lightning types the hooks' module as any LightningModule; this one is minigpt's.
+        for group in cast(LanguageModel, pl_module).optimizer_groups(within=stage):
             lr = self.lr if self.lr is not None else group["lr"]
             optimizer.add_param_group({**group, "lr": lr, "initial_lr": lr})
             follow_schedule(trainer, optimizer, lr)

@@ -55,7 +55,11 @@ class GracefulInterrupt(Callback):
         if not requested:
             return
         checkpointer = trainer.checkpoint_callback
-        folder = checkpointer.dirpath if checkpointer and checkpointer.dirpath else trainer.default_root_dir
+        folder = (
+            checkpointer.dirpath
+            if isinstance(checkpointer, ModelCheckpoint) and checkpointer.dirpath
+            else trainer.default_root_dir
+        )
         self.checkpoint_path = Path(folder) / "last.ckpt"
         trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
         if isinstance(checkpointer, ModelCheckpoint):

@@ -20,6 +20,11 @@ PEAK_BF16_FLOPS = {
 }
 
 
+def logging_interval(trainer: Trainer) -> int:
+    """trainer.log_every_n_steps, which Lightning sets on the Trainer without declaring it there."""
+    return trainer.log_every_n_steps  # type: ignore[attr-defined]
+
+
 def peak_flops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
@@ -52,7 +57,7 @@ class ThroughputLogger(Callback):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._tokens += batch[0].numel()
-        if trainer.global_step % trainer.log_every_n_steps != 0 or self._start is None:
+        if trainer.global_step % logging_interval(trainer) != 0 or self._start is None:
             return
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
@@ -79,14 +84,14 @@ class OptimizationLogger(Callback):
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         # Measured only on the steps that are logged, after AMP has unscaled the gradients.
-        if (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
+        if (trainer.global_step + 1) % logging_interval(trainer) == 0:
             grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
             self._grad_norm = torch.nn.utils.get_total_norm(grads) if grads else None
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if trainer.global_step % trainer.log_every_n_steps != 0:
+        if trainer.global_step % logging_interval(trainer) != 0:
             return
         pl_module.log("train/lr", trainer.optimizers[0].param_groups[0]["lr"])
         if self._grad_norm is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
@@ -55,7 +55,8 @@ class StepProgressBar(TQDMProgressBar):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
             return
         bar = self.train_progress_bar
-        if bar is not None and self._should_update(trainer.global_step, bar.total):
+        # _count_steps set the bar's total to trainer.max_steps.
+        if bar is not None and self._should_update(trainer.global_step, cast(int, bar.total)):
             bar.n = trainer.global_step
             bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=True)
 

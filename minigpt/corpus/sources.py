@@ -76,6 +76,8 @@ def download(known: KnownFile, destination: Path) -> None:
     """Fetch `known.url` to `destination`, checking its sha256; the file appears only when complete."""
     from tqdm.auto import tqdm  # a dependency of lightning; only needed here
 
+    assert known.url is not None  # callers download only files that have one
+
     digest = hashlib.sha256()
     try:
         with atomic_file(destination, "wb") as file:

@@ -8,7 +8,7 @@ generators so that resuming a run never drifts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -100,9 +100,11 @@ class TokenDataModule(LightningDataModule):
             )
         return grown
 
-    def loader(self, dataset: Dataset, batch_size: int | None, shuffle: bool = False, **options: Any) -> DataLoader:
+    def loader(
+        self, dataset: Dataset | Sequence[Any], batch_size: int | None, shuffle: bool = False, **options: Any
+    ) -> DataLoader:
         return DataLoader(
-            dataset,
+            dataset,  # type: ignore[arg-type]  # torch types it as Dataset; any sequence is a map-style one
             batch_size=batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,

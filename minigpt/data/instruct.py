@@ -13,7 +13,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
@@ -48,6 +48,14 @@ class RecordFields:
 
 class MalformedRecord(ValueError):
     pass
+
+
+@overload
+def _lookup(record: Any, path: str, required: Literal[True]) -> str: ...
+
+
+@overload
+def _lookup(record: Any, path: str, required: bool) -> str | None: ...
 
 
 def _lookup(record: Any, path: str, required: bool) -> str | None:
@@ -195,6 +203,10 @@ class InstructDataModule(TokenDataModule):
             (linked from model.init_from, and set to --ckpt_path when a run resumes); without it,
             a character vocabulary of the records. A character vocabulary grows to cover the records.
     """
+
+    # Always set here (the base allows None for minigpt.data.Prompts).
+    block_size: int
+    val_fraction: float
 
     def __init__(
         self,

@@ -139,6 +139,7 @@ class Prompts(TokenDataModule):
     def block_size(self) -> int:
         """The checkpoint's context: the model the prompts are completed with is built with it."""
         self.prepare()
+        assert self._block_size is not None  # a checkpoint's config has its sizes
         return self._block_size
 
     @block_size.setter

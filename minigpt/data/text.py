@@ -54,6 +54,9 @@ class TextDataModule(TokenDataModule):
     """
 
     default_tokenizer: ClassVar[TokenizerSpec] = TokenizerSpec()
+    # Always set here (the base allows None for minigpt.data.Prompts).
+    block_size: int
+    val_fraction: float
 
     def __init__(
         self,

@@ -13,8 +13,8 @@ from minigpt.errors import MinigptError
 
 
 def _to_pair(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = torch.from_numpy(rows.astype(np.int64))
-    return rows[..., :-1], rows[..., 1:]
+    ids = torch.from_numpy(rows.astype(np.int64))
+    return ids[..., :-1], ids[..., 1:]
 
 
 class StepBatches(IterableDataset):

@@ -53,6 +53,7 @@ def read_model_tokenizer(directory: Path, key: str, config: GPTConfig) -> Tokeni
     eos = eos[0] if isinstance(eos, list) and eos else eos
     if isinstance(tokenizer, PretrainedTokenizer) and isinstance(eos, int) and eos != tokenizer.eot_id:
         tokenizer = tokenizer.with_end_of_text(eos)
+    assert config.vocab_size is not None  # every reader sets the sizes
     if tokenizer.vocab_size > config.vocab_size:
         raise MinigptError(
             f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but the model only "

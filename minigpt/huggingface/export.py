@@ -140,6 +140,7 @@ def export_model(
         settings = minigpt_settings_path(out / "tokenizer.json")
         settings.write_text(tokenizer.to_json(), encoding="utf-8")
         written.append(settings.name)
+    assert model.config.block_size is not None  # a GPT's config has its sizes
     write_json(out / "tokenizer_config.json", tokenizer_config(tokenizer, model.config.block_size, style))
     write_json(out / "special_tokens_map.json", {name: text for name, (text, _) in special_tokens(tokenizer).items()})
     write_json(out / "generation_config.json", generation_config(model.config, ids))

@@ -7,6 +7,8 @@ GPT-2 stores its four projections as `Conv1D` (weight shaped (in, out), the tran
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from minigpt.errors import MinigptError
@@ -25,7 +27,11 @@ GPT2_LAYOUT = {
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # Causal-mask buffers that older transformers versions saved beside the weights.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
-GELU_BY_ACTIVATION = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "exact"}
+GELU_BY_ACTIVATION: dict[str, Literal["exact", "tanh"]] = {
+    "gelu_new": "tanh",
+    "gelu_pytorch_tanh": "tanh",
+    "gelu": "exact",
+}
 ACTIVATION_BY_GELU = {"tanh": "gelu_new", "exact": "gelu"}
 DEFAULT_LAYER_NORM_EPSILON = 1e-5  # GPT2Config's default
 

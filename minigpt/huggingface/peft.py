@@ -65,6 +65,7 @@ def export_adapters(model: nn.Module, lora: LoRAConfig, base: str, base_vocab_si
     """Write the adapters of `model` (unmerged) for PEFT into `out`; the names of the files."""
     if not isinstance(model, GPT) or not any(isinstance(m, LoRALinear) for m in model.modules()):
         raise MinigptError("only a LoRA checkpoint has adapters to write for PEFT")
+    assert model.config.vocab_size is not None  # a GPT's config has its sizes
     if model.config.vocab_size != base_vocab_size:
         raise MinigptError(
             f"the run added {model.config.vocab_size - base_vocab_size} tokens to the base's vocabulary, which a PEFT "

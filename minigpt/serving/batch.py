@@ -22,6 +22,7 @@ class BatchCache:
 
     def __init__(self, model: GPT, capacity: int, context: int | None = None) -> None:
         config = model.config
+        assert config.block_size is not None  # a GPT's config has its sizes
         weight = model.transformer.wte.weight
         context = config.block_size if context is None else min(context, config.block_size)
         shape = (capacity, config.kv_heads, context, config.head_width)

@@ -61,7 +61,7 @@ class Job:
     once per step with that step's events (one wake-up of the server per request and step)."""
 
     choices: list[Choice]
-    listener: Callable[[list[Event]], None]
+    listener: Callable[[list[Event]], object]
     cancelled: bool = False
 
     def cancel(self) -> None:
@@ -104,6 +104,7 @@ class Engine:
         self.device = model.transformer.wte.weight.device
         # The window rows slide at: the model's context, or less for models whose context
         # (128k positions) would make the shared cache too large to hold.
+        assert model.config.block_size is not None  # a GPT's config has its sizes
         self.block_size = min(model.config.block_size, max_context or model.config.block_size)
         self.keep = kept_on_slide(self.block_size)
         self._cache: BatchCache | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -46,7 +46,7 @@ def error_body(status: int, message: str, param: str | None = None, code: str | 
     }
 
 
-def validation_error(errors: Sequence[dict[str, Any]]) -> APIError:
+def validation_error(errors: Sequence[Mapping[str, Any]]) -> APIError:
     """The first of pydantic's validation errors of a request body, as a 400 naming the field."""
     error = errors[0]
     field = ".".join(str(part) for part in error.get("loc", ()))

@@ -11,7 +11,7 @@ from minigpt.sampling import DEFAULT_SAMPLING, Sampling
 
 # Fields of OpenAI's API that change the answer and that minigpt does not offer, with the values
 # that leave them off (clients often send those).
-UNSUPPORTED = {
+UNSUPPORTED: dict[str, tuple[object, ...]] = {
     "logprobs": (None, False, 0),
     "top_logprobs": (None, 0),
     "echo": (None, False),

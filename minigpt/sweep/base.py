@@ -73,7 +73,7 @@ class FitParser:
 
 def known_keys(config: Namespace) -> set[str]:
     """Every dotted key of a parsed fit config, the groups as well as their fields."""
-    keys = set()
+    keys: set[str] = set()
     for key, _ in config.items():
         parts = key.split(".")
         keys.update(".".join(parts[: end + 1]) for end in range(len(parts)))

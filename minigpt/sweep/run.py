@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 import torch
@@ -256,12 +256,12 @@ class Sweep:
         if callback.log_dir:
             trial.set_user_attr("log_dir", str(Path(callback.log_dir).resolve()))
 
-    def _fail(self, trial: optuna.Trial, callback: PruningCallback, started: float, reason: str) -> None:
+    def _fail(self, trial: optuna.Trial, callback: PruningCallback, started: float, reason: str) -> NoReturn:
         self._record(trial, callback, started)
         trial.set_user_attr("fail_reason", reason)
         raise TrialFailed(reason)
 
-    def _stopped(self, trial: optuna.Trial, callback: PruningCallback, started: float, status: int) -> None:
+    def _stopped(self, trial: optuna.Trial, callback: PruningCallback, started: float, status: int) -> NoReturn:
         self._record(trial, callback, started)
         retry_trial(self.study, trial)
         raise SweepStopped(status)

@@ -121,6 +121,8 @@ def open_storage(spec: SweepSpec, *, create: bool) -> Any:
         if stale_keyword not in inspect.signature(optuna.storages.RDBStorage).parameters:
             stale_keyword = "failed_trial_callback"  # Optuna before 4.9
         engine_kwargs = engine_options(url)
+        # The keyword differs between Optuna versions.
+        stale_callback: dict[str, Any] = {stale_keyword: retry_trial}
         for attempt in range(CREATE_ATTEMPTS):
             try:
                 with warnings.catch_warnings():
@@ -130,7 +132,7 @@ def open_storage(spec: SweepSpec, *, create: bool) -> Any:
                         engine_kwargs=engine_kwargs,
                         heartbeat_interval=spec.heartbeat_interval,
                         grace_period=spec.grace_period,
-                        **{stale_keyword: retry_trial},
+                        **stale_callback,
                     )
             except Exception as error:
                 # Workers started together on a new database all create its tables; the losers
