@@ -88,7 +88,9 @@ class LoRALinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         adapted = F.linear(F.linear(self.lora_dropout(x), self.lora_a), self.lora_b)
-        return F.linear(x, self.weight, self.bias) + self.scale * adapted
+        # Added in place, scaled on the way: no output-sized temporaries beside the result (the
+        # frozen layer's own output is needed by nothing in the backward pass).
+        return F.linear(x, self.weight, self.bias).add_(adapted, alpha=self.scale)
 
     def delta(self) -> torch.Tensor:
         """What the adapter adds to the weight: scale * B A."""
