@@ -68,7 +68,10 @@ def read_model_weights(directory: Path, config: GPTConfig) -> dict[str, torch.Te
 
     weights_path = directory / "model.safetensors"
     try:
-        tensors = load_file(weights_path)
+        # Read into the process's own memory rather than mapped: a mapping would stay resident
+        # for as long as one tensor lives on it, counting every weight the readers fuse (q/k/v,
+        # gate/up) twice.
+        tensors = load_file(weights_path, backend="pread")
     except Exception as error:  # safetensors raises its own SafetensorError for bad headers
         raise MinigptError(f"{weights_path} is not a readable safetensors file ({error})") from None
     model_type = json.loads((directory / "config.json").read_text(encoding="utf-8"))["model_type"]
