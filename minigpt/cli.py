@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from minigpt.cpu_registry import PROCESS_ENTRY
 from minigpt.errors import MinigptError
 
 ARGUMENTS = "minigpt.commands.arguments"
@@ -36,6 +37,9 @@ class Group:
 
 
 LIGHTNING = "minigpt.lightning_cli:run_lightning_cli"
+SWEEP = "minigpt.commands.sweep:run"
+# Commands whose runs choose their CPU threads once, as they start (minigpt.threads).
+TRAINING_RUNNERS = (LIGHTNING, SWEEP)
 COMMANDS: dict[str, Command | Group] = {
     "fit": Command("train a model; --ckpt_path resumes a run or, with finetune: true, starts from it", LIGHTNING),
     "validate": Command("loss, perplexity and bits/char of a checkpoint on the validation split", LIGHTNING),
@@ -67,7 +71,7 @@ COMMANDS: dict[str, Command | Group] = {
     ),
     "sweep": Command(
         "search fit settings with Optuna: pruned, resumable, shared by workers",
-        "minigpt.commands.sweep:run",
+        SWEEP,
         "sweep_parser",
     ),
     "serve": Command(
@@ -105,11 +109,16 @@ def run(name: str, args: list[str]) -> None:
     """Parse the command's options, then import its runner and run it."""
     entry = COMMANDS[name]
     command, rest = group_command(name, entry, args[1:]) if isinstance(entry, Group) else (entry, args[1:])
-    if command.parser is None:
-        load(command.runner)(args)
-        return
-    options = load(f"{ARGUMENTS}:{command.parser}")().parse_args(rest)
-    load(command.runner)(options)
+    if command.runner in TRAINING_RUNNERS:
+        PROCESS_ENTRY.join()  # before the slow imports: see minigpt.cpu_registry
+    try:
+        if command.parser is None:
+            load(command.runner)(args)
+            return
+        options = load(f"{ARGUMENTS}:{command.parser}")().parse_args(rest)
+        load(command.runner)(options)
+    finally:
+        PROCESS_ENTRY.leave()
 
 
 def usage() -> str:

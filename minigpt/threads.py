@@ -3,10 +3,8 @@
 Torch gives every process one thread per core, and its OpenMP threads spin while they wait for
 work: two such processes on the same cores spend most of their time spinning against each other
 (two pretrain-small runs on 2 cores each took 7x as long as one alone). So every minigpt process
-that computes on the CPU holds an entry in a per-user folder for as long as it runs, and uses
+that computes on the CPU holds an entry in minigpt.cpu_registry for as long as it runs, and uses
 its share of torch's threads: all of them when it is alone, threads // processes otherwise.
-Entries are files under an exclusive `flock`, which the OS drops when a process dies, so a killed
-run never leaves a phantom behind.
 
 What the user set wins: OMP_NUM_THREADS in the environment when minigpt started, or an explicit
 thread count (the `cpu.threads` option of `minigpt fit`).
@@ -15,72 +13,17 @@ thread count (the `cpu.threads` option of `minigpt fit`).
 from __future__ import annotations
 
 import os
-import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock, so each process keeps torch's own choice
-    fcntl = None  # type: ignore[assignment]
+from minigpt.cpu_registry import CoreShare
 
-REGISTRY = Path(tempfile.gettempdir()) / f"minigpt-{os.getuid() if hasattr(os, 'getuid') else 'user'}" / "cpu"
 # Decided once, when minigpt is imported: Lightning's DDP launcher sets OMP_NUM_THREADS itself later.
 USER_SET_THREADS = "OMP_NUM_THREADS" in os.environ
 # Torch's own choice (one thread per physical core), before anything here changes it.
 DEFAULT_THREADS = torch.get_num_threads()
-
-
-class CoreShare:
-    """This process's entry among the minigpt processes computing on this machine's CPU."""
-
-    def __init__(self, registry: Path | None = None) -> None:
-        self.registry = registry or REGISTRY
-        self._entry: Path | None = None
-        self._handle: int | None = None
-
-    def join(self) -> None:
-        if fcntl is None or self._handle is not None:
-            return
-        self.registry.mkdir(parents=True, exist_ok=True)
-        self._entry = self.registry / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.lock"
-        self._handle = os.open(self._entry, os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    def leave(self) -> None:
-        if self._handle is None:
-            return
-        assert self._entry is not None
-        self._entry.unlink(missing_ok=True)
-        os.close(self._handle)
-        self._handle = self._entry = None
-
-    def processes(self) -> int:
-        """minigpt processes holding an entry now, this one included; stale entries are removed."""
-        if fcntl is None or self._handle is None:
-            return 1
-        alive = 0
-        for entry in self.registry.glob("*.lock"):
-            if entry == self._entry:
-                alive += 1
-                continue
-            try:
-                handle = os.open(entry, os.O_RDWR)
-            except FileNotFoundError:
-                continue  # its process just left
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                alive += 1  # held: that process runs
-            else:
-                entry.unlink(missing_ok=True)  # nobody holds it: its process died
-            finally:
-                os.close(handle)
-        return max(alive, 1)
 
 
 class ThreadPolicy:
@@ -103,6 +46,8 @@ class ThreadPolicy:
 
     def start(self) -> str:
         self._before = torch.get_num_threads()
+        if not self.automatic:
+            self.share.leave()  # an entry joined early (PROCESS_ENTRY) would count a run that does not share
         if self.threads is not None:
             torch.set_num_threads(self.threads)
             return f"CPU threads: {self.threads} (cpu.threads)"

@@ -24,7 +24,8 @@ class StepProbe(Callback):
 
 
 class RankProbe(Callback):
-    """Writes, per rank, its data shard, first batch and final weights to $MINIGPT_PROBE_DIR."""
+    """Writes, per rank, its data shard, first batch, torch threads and final weights to
+    $MINIGPT_PROBE_DIR."""
 
     def __init__(self) -> None:
         self.folder = Path(os.environ["MINIGPT_PROBE_DIR"])
@@ -37,6 +38,12 @@ class RankProbe(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         rank = trainer.global_rank
         dataset = trainer.train_dataloader.dataset
-        info = {"rank": rank, "world_size": trainer.world_size, "shard": dataset.shard, "first_batch": self.first_batch}
+        info = {
+            "rank": rank,
+            "world_size": trainer.world_size,
+            "shard": dataset.shard,
+            "first_batch": self.first_batch,
+            "threads": torch.get_num_threads(),
+        }
         (self.folder / f"rank{rank}.json").write_text(json.dumps(info))
         torch.save(pl_module.model.state_dict(), self.folder / f"rank{rank}.pt")

@@ -42,6 +42,8 @@ def test_ddp_on_two_cpu_processes(corpus: Path, tmp_path: Path) -> None:
         },
     )
     env = {**os.environ, "MINIGPT_PROBE_DIR": str(probes), "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
+    env.pop("OMP_NUM_THREADS", None)  # minigpt chooses the ranks' threads
+    env["TMPDIR"] = str(tmp_path)  # a CPU registry of this test's own
     result = subprocess.run(
         [sys.executable, "-m", "minigpt", *args], capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT
     )
@@ -49,6 +51,8 @@ def test_ddp_on_two_cpu_processes(corpus: Path, tmp_path: Path) -> None:
 
     ranks = [json.loads((probes / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
+    # The two ranks share the cores evenly: neither chose before it could see the other.
+    assert ranks[0]["threads"] == ranks[1]["threads"]
     # Disjoint training windows: each rank draws from its own half of the tokens.
     (start0, stop0), (start1, stop1) = ranks[0]["shard"], ranks[1]["shard"]
     assert start0 == 0 and stop0 <= start1 < stop1

@@ -21,7 +21,7 @@ PACKAGE = Path(minigpt.__file__).parent
 
 # Each module's layer: a module may import only from its own layer or the ones below it.
 LAYERS = [
-    ["errors", "constants", "sampling", "files", "allocator"],
+    ["errors", "constants", "sampling", "files", "allocator", "cpu_registry"],
     ["lora", "model", "bigram", "muon", "optim", "threads"],
     ["tokenizers"],
     ["prompts", "corpus"],
@@ -51,6 +51,7 @@ WITHOUT_LIGHTNING = [
 ]
 WITHOUT_TORCH = [
     "minigpt.cli",
+    "minigpt.cpu_registry",
     "minigpt.sampling",
     "minigpt.commands.arguments",
     "minigpt.commands.tokenizer",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +13,17 @@ import torch
 from conftest import tiny_fit_args
 from lightning.pytorch import Callback, Trainer
 
-from minigpt import threads
+from minigpt import cpu_registry, threads
 from minigpt.callbacks import cpu_threads
 from minigpt.cli import main
+from minigpt.cpu_registry import CoreShare
 from minigpt.lightning_cli import run_lightning_cli
-from minigpt.threads import CoreShare, ThreadPolicy
+from minigpt.threads import ThreadPolicy
 
 HOLDER = """
 import signal, sys
 from pathlib import Path
-from minigpt.threads import CoreShare
+from minigpt.cpu_registry import CoreShare
 share = CoreShare(Path(sys.argv[1]))
 share.join()
 print("joined", flush=True)
@@ -34,7 +36,7 @@ def automatic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Threads chosen by minigpt, out of 4 of torch's, with a registry of this test's own."""
     monkeypatch.setattr(threads, "USER_SET_THREADS", False)
     monkeypatch.setattr(threads, "DEFAULT_THREADS", 4)
-    monkeypatch.setattr(threads, "REGISTRY", tmp_path / "registry")
+    monkeypatch.setattr(cpu_registry, "REGISTRY", tmp_path / "registry")
     before = torch.get_num_threads()
     yield tmp_path / "registry"
     torch.set_num_threads(before)
@@ -195,3 +197,26 @@ def test_a_resumed_run_computes_with_the_threads_its_checkpoint_had(
     whole = final_weights(tmp_path / "whole")
     resumed = torch.load(tmp_path / "halves" / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt")
     assert all(torch.equal(whole[name], resumed["state_dict"][name]) for name in whole)
+
+
+@pytest.mark.slow
+def test_runs_started_together_share_the_cores_evenly(corpus: Path, tmp_path: Path) -> None:
+    """Each sees the other when it chooses (both joined as their commands started), so neither
+    takes every core for its whole run while the other takes the rest."""
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    env["TMPDIR"] = str(tmp_path)  # a CPU registry of this test's own
+    command = [sys.executable, "-m", "minigpt", *tiny_fit_args(corpus, max_steps=3)]
+    runs = [
+        subprocess.Popen(
+            [*command, f"--trainer.default_root_dir={name}"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("first", "second")
+    ]
+    for run in runs:
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr[-2000:]
+        lines = [line for line in stderr.splitlines() if "CPU threads" in line]
+        assert len(lines) == 1 and "2 minigpt processes share" in lines[0], lines

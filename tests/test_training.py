@@ -30,6 +30,16 @@ def scalars(version: Path, tag: str) -> dict[int, float]:
 
 
 @pytest.mark.slow
+def assert_resumed_on_the_same_curve(root: Path, first_step: int, last_step: int) -> None:
+    """The third run under `root` (a resume) logged steps first_step..last_step with the losses
+    of the first run (uninterrupted)."""
+    uninterrupted = scalars(root / "lightning_logs" / "version_0", "train/loss")
+    resumed = scalars(root / "lightning_logs" / "version_2", "train/loss")
+    assert min(resumed) == first_step and max(resumed) == last_step
+    for step in range(first_step, last_step + 1):
+        assert resumed[step] == pytest.approx(uninterrupted[step], rel=1e-5), step
+
+
 def test_fit_lowers_the_loss_and_logs_to_tensorboard(corpus: Path, tmp_path: Path) -> None:
     main(tiny_fit_args(corpus, max_steps=40))
     version = tmp_path / "lightning_logs" / "version_0"
@@ -77,11 +87,7 @@ def test_resumed_run_continues_the_same_curve(corpus: Path, tmp_path: Path) -> N
     last = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 20
     main([*full, f"--ckpt_path={last}"])
-    uninterrupted = scalars(tmp_path / "lightning_logs" / "version_0", "train/loss")
-    resumed = scalars(tmp_path / "lightning_logs" / "version_2", "train/loss")
-    assert min(resumed) == 21 and max(resumed) == 40
-    for step in range(21, 41):
-        assert resumed[step] == pytest.approx(uninterrupted[step], rel=1e-5), step
+    assert_resumed_on_the_same_curve(tmp_path, first_step=21, last_step=40)
 
 
 @pytest.mark.slow
@@ -99,11 +105,7 @@ def test_a_checkpoint_of_an_earlier_version_resumes(corpus: Path, tmp_path: Path
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
     main([*full, f"--ckpt_path={old}"])
-    uninterrupted = scalars(tmp_path / "lightning_logs" / "version_0", "train/loss")
-    resumed = scalars(tmp_path / "lightning_logs" / "version_2", "train/loss")
-    assert min(resumed) == 11 and max(resumed) == 20
-    for step in range(11, 21):
-        assert resumed[step] == pytest.approx(uninterrupted[step], rel=1e-5), step
+    assert_resumed_on_the_same_curve(tmp_path, first_step=11, last_step=20)
 
 
 @pytest.mark.slow

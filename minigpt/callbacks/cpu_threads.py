@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
+from minigpt.cpu_registry import PROCESS_ENTRY
 from minigpt.errors import MinigptError
 from minigpt.threads import ThreadPolicy
 
@@ -42,9 +43,12 @@ class CpuThreads(Callback):
         self._checked = 0.0
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if trainer.strategy.root_device.type != "cpu" or self._policy is not None:
+        if self._policy is not None:
             return
-        self._policy = ThreadPolicy(self.threads, adaptive=self.adaptive)
+        if trainer.strategy.root_device.type != "cpu":
+            PROCESS_ENTRY.leave()  # joined as the command started, in case the run computed here
+            return
+        self._policy = ThreadPolicy(self.threads, share=PROCESS_ENTRY, adaptive=self.adaptive)
         rank_zero_info(f"minigpt: {self._policy.start()}")
         self._checked = time.monotonic()
 
