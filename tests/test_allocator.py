@@ -27,6 +27,7 @@ print(resident_mib() - before)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator is Linux's")
 def test_a_freed_large_buffer_leaves_the_process() -> None:
     def kept_mib(mode: str) -> float:

@@ -167,6 +167,7 @@ def generate_answer(checkpoint: Path | str, prompt: str, max_new_tokens: int) ->
     return result.stdout.removesuffix("\n")
 
 
+@pytest.mark.slow
 def test_chat_with_an_instruction_tuned_checkpoint_answers_as_generate_does(
     instruct_server: Server, instructed: Path
 ) -> None:
@@ -181,6 +182,7 @@ def test_chat_with_an_instruction_tuned_checkpoint_answers_as_generate_does(
     assert answer.usage.prompt_tokens == len(load_checkpoint(instructed).tokenizer.encode(prompt))
 
 
+@pytest.mark.slow
 def test_an_exported_directory_is_served_with_the_template_it_carries(
     instruct_server: Server, instructed: Path, tmp_path: Path
 ) -> None:

@@ -192,6 +192,7 @@ def test_greedy_generate_equals_transformers_generate(family: tuple[str, Path], 
     assert ours == prompt + tokenizer.decode(new) + "\n"
 
 
+@pytest.mark.slow
 def test_fine_tune_then_export_loads_in_transformers_with_the_same_logits(
     family: tuple[str, Path], tmp_path: Path
 ) -> None:
@@ -245,6 +246,7 @@ def test_a_sliding_window_or_another_rope_type_is_refused_naming_the_field(tmp_p
         load_checkpoint(folder)
 
 
+@pytest.mark.slow
 def test_a_hub_name_offline_says_how_to_supply_a_local_directory(
     corpus: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -81,6 +81,7 @@ def test_an_adapter_starts_at_the_base_model_and_merges_exactly() -> None:
     assert not any(isinstance(layer, LoRALinear) for layer in model.modules())
 
 
+@pytest.mark.slow
 def test_only_the_adapters_train_and_the_checkpoint_holds_only_them(pretrained: Path, trained: Path) -> None:
     checkpoint = torch.load(trained, weights_only=True)
     names = list(checkpoint["state_dict"])
@@ -128,6 +129,7 @@ def test_export_merges_and_writes_a_peft_adapter_with_the_same_logits(
     assert config["base_model_name_or_path"] == str(pretrained) and config["r"] == 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["smollm2", "qwen3"])
 def test_a_hugging_face_model_fine_tunes_with_lora_and_peft_reads_the_adapter(family: str, tmp_path: Path) -> None:
     source = save_family(family, tmp_path / family)
@@ -156,6 +158,7 @@ class StopAt(Callback):
             signal.raise_signal(signal.SIGTERM)
 
 
+@pytest.mark.slow
 def test_a_resumed_lora_run_ends_with_the_adapters_of_an_uninterrupted_one(pretrained: Path, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(LINES[(i * 5) % len(LINES)] for i in range(300)))
@@ -173,6 +176,7 @@ def test_a_resumed_lora_run_ends_with_the_adapters_of_an_uninterrupted_one(pretr
         assert torch.equal(tensor, resumed[name]), name
 
 
+@pytest.mark.slow
 def test_new_characters_train_their_embeddings_beside_the_adapters(pretrained: Path, tmp_path: Path) -> None:
     corpus = tmp_path / "dialogue.txt"
     corpus.write_text("\n".join(["Phoenix:\nObjection! Café…\n"] * 200), encoding="utf-8")
@@ -201,6 +205,7 @@ BAD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_lora_settings_are_one_line(
     case: str, pretrained: Path, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
@@ -213,12 +218,14 @@ def test_bad_lora_settings_are_one_line(
     assert len(errors) == 1 and message in errors[0], errors
 
 
+@pytest.mark.slow
 def test_lora_from_scratch_is_refused(corpus: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(tiny_fit_args(corpus, **{"model.lora.rank": 4}))
     assert "model.lora adapts starting weights" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_lora_checkpoint_without_its_base_says_so(
     pretrained: Path, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -240,6 +247,7 @@ def test_a_lora_checkpoint_without_its_base_says_so(
         load_checkpoint(last_of(tmp_path))
 
 
+@pytest.mark.slow
 def test_predict_and_validate_take_a_lora_checkpoint(
     trained: Path, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -20,6 +20,9 @@ from minigpt.cli import main
 
 openai = pytest.importorskip("openai")
 
+# Every test here talks to a server process that the fixtures start.
+pytestmark = pytest.mark.slow
+
 CHECKOUT_ENV = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}  # as the server runs (tests/serving.py)
 PROMPTS = ["ROMEO:", "JULIET:\nO Romeo", "But soft, what light through yonder", "N", "MERCUTIO:\nA plague", "NURSE:"]
 

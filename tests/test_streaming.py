@@ -214,6 +214,7 @@ def test_download_streams_rows_into_the_cache(monkeypatch: pytest.MonkeyPatch) -
     assert data.tokenizer.decode(data.split("val").tolist()) == article("validation", 80)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "wikitext" / "wiki.valid.raw").is_file(), reason="no shared data here")
 def test_real_wikitext_valid_as_train(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MINIGPT_DATA_DIR", str(SHARED_DATA))

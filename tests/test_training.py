@@ -40,6 +40,7 @@ def assert_resumed_on_the_same_curve(root: Path, first_step: int, last_step: int
         assert resumed[step] == pytest.approx(uninterrupted[step], rel=1e-5), step
 
 
+@pytest.mark.slow
 def test_fit_lowers_the_loss_and_logs_to_tensorboard(corpus: Path, tmp_path: Path) -> None:
     main(tiny_fit_args(corpus, max_steps=40))
     version = tmp_path / "lightning_logs" / "version_0"
