@@ -110,6 +110,9 @@ class Engine:
         self._cache: BatchCache | None = None
         self._rows: list[Row] = []  # in the cache's row order
         self._entering: list[Row] = []  # rows being prefilled this step
+        # What /health reports as rows: those of the last step that go on. Read from other
+        # threads, so set once per step: mid-step a sliding row is out of `_rows`, being re-fed.
+        self._active_rows = 0
         self._waiting: deque[Job] = deque()
         self._wake = threading.Condition()
         self._stopped = False
@@ -140,7 +143,7 @@ class Engine:
 
     @property
     def active_rows(self) -> int:
-        return len(self._rows)
+        return self._active_rows
 
     @property
     def queued_jobs(self) -> int:
@@ -222,6 +225,8 @@ class Engine:
             event = self._deliver(row, token)
             if event is not None and not row.job.cancelled:
                 events[row.job].append(event)
+        # Counted before the answers go out, so that a client that has its token sees its row.
+        self._active_rows = sum(not row.finished for row in self._rows)
         for job, job_events in events.items():
             job.listener(job_events)
         for position in reversed(range(len(self._rows))):
@@ -290,6 +295,7 @@ class Engine:
         """Tell every job in the batch that generation failed, and start again with an empty batch."""
         jobs = {id(row.job): row.job for row in [*self._rows, *self._entering]}
         self._rows, self._entering = [], []
+        self._active_rows = 0
         self._cache = BatchCache(self.model, self.max_rows, self.block_size)
         for job in jobs.values():
             job.cancel()
