@@ -22,13 +22,12 @@ from typing import Any
 
 import torch
 import yaml
-from jsonargparse import ArgumentParser, set_parsing_settings
+from jsonargparse import ArgumentParser
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from minigpt.allocator import return_large_buffers
 from minigpt.atomic_io import AtomicCheckpointIO
 from minigpt.callbacks.cpu_threads import CpuThreads
 from minigpt.callbacks.evaluation import TextSample
@@ -48,9 +47,6 @@ from minigpt.huggingface.hub import FILE_SUFFIXES, HUB_NAME, check_source, resol
 from minigpt.model import CONFIG_KEY, GPTConfig
 from minigpt.module import LanguageModel
 from minigpt.tokenizers import TokenizerSpec
-
-# GPTConfig's field docstrings are the help of the model.gpt.* keys.
-set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 DATA_MODULES = [f"minigpt.data.{name}" for name in DATA_MODULE_NAMES]
 TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
@@ -409,7 +405,6 @@ def run_lightning_cli(
     that resumes it; a caller with its own way to resume (a sweep) turns that off.
     """
     ignore_known_warnings()
-    return_large_buffers()
     for flag, (key, settings) in NESTED_HELP.items():
         if flag in args:
             parser = ArgumentParser(prog=f"minigpt fit --{key}", description=(settings.__doc__ or "").splitlines()[0])

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minigpt.errors import MinigptError
+from minigpt.field_docs import documented_fields
 
 KEY = "model.lora"
 # The linear layers of a GPT block, by the names they have inside it.
@@ -30,6 +31,7 @@ ADAPTER_NAMES = ("lora_a", "lora_b")
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
+@documented_fields
 @dataclass(frozen=True)
 class LoRAConfig:
     """Low-rank adapters instead of full fine-tuning (set model.lora to use them)."""

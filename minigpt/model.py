@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minigpt.errors import MinigptError
+from minigpt.field_docs import documented_fields
 from minigpt.lora import is_adapter
 
 GELU_APPROXIMATION = {"exact": "none", "tanh": "tanh"}
@@ -28,6 +29,7 @@ NORM_EPSILON = 1e-5
 ROPE_SCALINGS = ("llama3",)
 
 
+@documented_fields
 @dataclass(frozen=True)
 class RopeScaling:
     """Rotary frequencies stretched for a longer context than the model was first trained on, as
@@ -74,6 +76,7 @@ class RopeScaling:
         )
 
 
+@documented_fields
 @dataclass(frozen=True)
 class GPTConfig:
     """The GPT's architecture: the one place each field is declared, defaulted, documented and

@@ -14,6 +14,7 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torchmetrics import SumMetric
 from torchmetrics.text import Perplexity
 
+from minigpt.allocator import LARGE_MODEL_PARAMETERS, return_large_buffers
 from minigpt.bigram import BigramLM
 from minigpt.checkpoint import ARCHITECTURES, METADATA_KEY, metadata, read_checkpoint, stored_tokenizer
 from minigpt.constants import IGNORE_INDEX
@@ -149,6 +150,8 @@ class LanguageModel(LightningModule):
         if network.summary:
             rank_zero_info(network.summary)
         self.model = network.model
+        if sum(parameter.numel() for parameter in self.model.parameters()) >= LARGE_MODEL_PARAMETERS:
+            return_large_buffers()
         self.lora_base = network.lora_base
         self.init_tokenizer = network.tokenizer
         if self.tokenizer is None:

@@ -330,6 +330,9 @@ def test_instruct_config_tunes_a_bpe_checkpoint_with_its_tokenizer(corpus: Path,
         (["generate", "--help"], "most tokens to generate (default: 500)"),
         (["chat", "--help"], "(default: 0.8)"),
         (["fit", "--data.tokenizer.help"], "--data.tokenizer.kind KIND"),
+        # A model field's help is the docstring under it in GPTConfig (minigpt.field_docs).
+        (["fit", "--help"], "Transformer blocks. (type: int, default: 6)"),
+        (["fit", "--model.lora.help", "LoRAConfig"], "Rank of each adapter"),
     ],
 )
 def test_help_answers_and_exits_zero(args: list[str], shown: str, capsys: pytest.CaptureFixture) -> None:

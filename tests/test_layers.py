@@ -21,7 +21,7 @@ PACKAGE = Path(minigpt.__file__).parent
 
 # Each module's layer: a module may import only from its own layer or the ones below it.
 LAYERS = [
-    ["errors", "constants", "sampling", "files", "allocator", "cpu_registry"],
+    ["errors", "constants", "sampling", "files", "allocator", "cpu_registry", "field_docs"],
     ["lora", "model", "bigram", "muon", "optim", "threads"],
     ["tokenizers"],
     ["prompts", "corpus"],
