@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 import yaml
 from fit_runs import Measured, last_scalar, median_scalar, run_process, scalars
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from minigpt.checkpoint import load_checkpoint
 from minigpt.sampling import DEFAULT_SAMPLING
@@ -61,8 +60,10 @@ def trainable(measured: Measured) -> int:
     if "lora" in checkpoint["minigpt"]:
         return sum(tensor.numel() for tensor in checkpoint["state_dict"].values())
     # The freezing callbacks log their count; a run without one trains every parameter.
-    tags = EventAccumulator(str(measured.version)).Reload().Tags()["scalars"]
-    logged = scalars(measured.version, "train/trainable_params") if "train/trainable_params" in tags else []
+    try:
+        logged = scalars(measured.version, "train/trainable_params")
+    except KeyError:
+        logged = []
     total = sum(tensor.numel() for name, tensor in checkpoint["state_dict"].items() if name != "model.lm_head.weight")
     return int(logged[-1]) if logged else total
 

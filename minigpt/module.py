@@ -150,7 +150,7 @@ class LanguageModel(LightningModule):
         if network.summary:
             rank_zero_info(network.summary)
         self.model = network.model
-        if sum(parameter.numel() for parameter in self.model.parameters()) >= LARGE_MODEL_PARAMETERS:
+        if self.model.num_parameters(non_embedding=False) >= LARGE_MODEL_PARAMETERS:
             return_large_buffers()
         self.lora_base = network.lora_base
         self.init_tokenizer = network.tokenizer
