@@ -205,11 +205,13 @@ def test_runs_started_together_share_the_cores_evenly(corpus: Path, tmp_path: Pa
     takes every core for its whole run while the other takes the rest."""
     env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
     env["TMPDIR"] = str(tmp_path)  # a CPU registry of this test's own
-    command = [sys.executable, "-m", "minigpt", *tiny_fit_args(corpus, max_steps=3)]
+    # Long enough that neither ends before the other chooses; a data cache each, so that neither
+    # waits for the other's to be built (and chooses only once the other is gone).
+    command = [sys.executable, "-m", "minigpt", *tiny_fit_args(corpus, max_steps=30)]
     runs = [
         subprocess.Popen(
             [*command, f"--trainer.default_root_dir={name}"],
-            env=env,
+            env={**env, "MINIGPT_CACHE_DIR": str(tmp_path / name / "cache")},
             stderr=subprocess.PIPE,
             text=True,
         )
