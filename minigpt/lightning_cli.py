@@ -79,7 +79,8 @@ def ignore_known_warnings() -> None:
 
 
 def default_precision() -> str:
-    """fp32 on CPU (bf16 autocast is far slower there), bf16 where the GPU has it, else fp16."""
+    """fp32 on CPU, bf16 where the GPU has it, else fp16. bf16-mixed pays on CPUs with bf16 units
+    (AMX) and is slow on those without, so a CPU config opts in (configs/speedrun.yaml)."""
     if not torch.cuda.is_available():
         return "32-true"
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"

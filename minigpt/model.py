@@ -139,6 +139,10 @@ class GPTConfig:
     """Stretched rotary frequencies for a longer context (Llama 3.2's "llama3"); unset: plain rotary."""
     mlp_hidden: int | None = None
     """The MLP's hidden width (each of SwiGLU's two input projections); unset: from mlp_ratio."""
+    value_embeddings: bool = False
+    """Each layer also looks its tokens up in a table of its own and mixes that into the attention's
+    values (learned weights, half and half at first): parameters that cost no multiplies. No
+    Hugging Face architecture has them: such a model does not export."""
 
     def __post_init__(self) -> None:
         key = CONFIG_KEY
@@ -166,7 +170,7 @@ class GPTConfig:
         for name, choices in (("position", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
             if getattr(self, name) not in choices:
                 raise MinigptError(f"{key}.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
-        for name in ("bias", "qk_norm", "tie_embeddings", "zero_init_proj"):
+        for name in ("bias", "qk_norm", "tie_embeddings", "zero_init_proj", "value_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 raise MinigptError(f"{key}.{name} must be true or false, got {getattr(self, name)!r}")
         if self.position == "rope" and self.head_width % 2:
@@ -344,6 +348,16 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return torch.cat((first * cos - second * sin, first * sin + second * cos), dim=-1)
 
 
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, past: int, options: AttentionOptions
+) -> torch.Tensor:
+    """Scaled dot-product attention of (B, heads, T, head_dim) tensors: under `mask` if given,
+    else causal for a fresh sequence, else (one new token after `past` cached ones) unmasked."""
+    if mask is not None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **options)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=past == 0, **options)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -362,6 +376,9 @@ class CausalSelfAttention(nn.Module):
         if config.qk_norm_gains:
             self.q_norm = nn.RMSNorm(self.head_dim, eps=config.norm_eps)
             self.k_norm = nn.RMSNorm(self.head_dim, eps=config.norm_eps)
+        if config.value_embeddings:
+            # Weights of the projected values and of the layer's value embedding.
+            self.value_mix = nn.Parameter(torch.tensor([0.5, 0.5]))
 
     def qk_gains(self) -> torch.Tensor | None:
         """The QK-norm gains of every query head, then of every key head: (heads, head_dim)."""
@@ -376,11 +393,14 @@ class CausalSelfAttention(nn.Module):
         cache: LayerCache | None = None,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
         mask: torch.Tensor | None = None,
+        value_embedding: torch.Tensor | None = None,
     ) -> torch.Tensor:
         batch, time, _ = x.shape
         queries, keys = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
         qkv = self.c_attn(x)
         v = qkv[..., queries + keys :].view(batch, time, self.n_kv_head, self.head_dim)
+        if value_embedding is not None:
+            v = self.value_mix[0] * v + self.value_mix[1] * value_embedding.view_as(v)
         # Queries and keys together, (B, T, n_head + n_kv_head, head_dim): one kernel for both,
         # as small tensors make launches the cost.
         qk = qkv[..., : queries + keys].view(batch, time, self.n_head + self.n_kv_head, self.head_dim)
@@ -402,17 +422,16 @@ class CausalSelfAttention(nn.Module):
         options: AttentionOptions = {"dropout_p": self.dropout if self.training else 0.0}
         if self.n_kv_head != self.n_head:
             options["enable_gqa"] = True
-        if mask is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **options)
-        elif past == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, **options)
-        elif time == 1:
-            # One new token may look at every cached position: no mask needed.
-            y = F.scaled_dot_product_attention(q, k, v, **options)
-        else:
+        if mask is None and past > 0 and time > 1:
             # New token i sits at position past + i and sees positions 0 .. past + i.
             mask = torch.ones(time, past + time, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **options)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # Under bf16 autocast on a CPU only the projections gain: torch's bf16 attention
+            # backward there is many times slower than fp32's (benchmarks/README.md, "CPU choices").
+            with torch.autocast("cpu", enabled=False):
+                y = attend(q.float(), k.float(), v.float(), mask, past, options)
+        else:
+            y = attend(q, k, v, mask, past, options)
         y = y.transpose(1, 2).contiguous().view(batch, time, queries)
         return self.resid_dropout(self.c_proj(y))
 
@@ -456,8 +475,9 @@ class Block(nn.Module):
         cache: LayerCache | None = None,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
         mask: torch.Tensor | None = None,
+        value_embedding: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, rotary, mask)
+        x = x + self.attn(self.ln_1(x), cache, rotary, mask, value_embedding)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -477,6 +497,7 @@ if TYPE_CHECKING:
         drop: nn.Dropout
         h: Blocks
         ln_f: nn.Module
+        ve: nn.ModuleList  # with value_embeddings only
 
 
 class GPT(nn.Module):
@@ -495,6 +516,9 @@ class GPT(nn.Module):
         modules["drop"] = nn.Dropout(config.dropout)
         modules["h"] = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         modules["ln_f"] = make_norm(config)
+        if config.value_embeddings:
+            width = config.kv_heads * config.head_width
+            modules["ve"] = nn.ModuleList(nn.Embedding(config.vocab_size, width) for _ in range(config.n_layer))
         self.transformer = cast("TransformerModules", nn.ModuleDict(modules))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:
@@ -522,13 +546,15 @@ class GPT(nn.Module):
 
     def num_parameters(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the lookup tables that cost no multiplies: the
-        position embeddings, and the token embeddings unless they are the head's (tied)."""
+        position and value embeddings, and the token embeddings unless they are the head's (tied)."""
         total = sum(p.numel() for p in self.parameters())
         if non_embedding:
             if "wpe" in self.transformer:
                 total -= self.transformer.wpe.weight.numel()
             if not self.config.tie_embeddings:
                 total -= self.transformer.wte.weight.numel()
+            if self.config.value_embeddings:
+                total -= sum(table.numel() for table in self.transformer.ve.parameters())
         return total
 
     def parameter_roles(self, within: nn.Module | None = None) -> dict[str, list[nn.Parameter]]:
@@ -604,7 +630,8 @@ class GPT(nn.Module):
             x = x + self.transformer.wpe(positions)
         x = self.transformer.drop(x)
         for index, block in enumerate(self.transformer.h):
-            x = block(x, None if cache is None else cache.layers[index], rotary, mask)
+            values = self.transformer.ve[index](idx) if self.config.value_embeddings else None
+            x = block(x, None if cache is None else cache.layers[index], rotary, mask, values)
         logits = self.lm_head(self.transformer.ln_f(x))
         if self.config.logit_softcap:
             logits = self.config.logit_softcap * torch.tanh(logits / self.config.logit_softcap)

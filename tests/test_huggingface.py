@@ -201,6 +201,7 @@ def test_a_model_no_hugging_face_architecture_has_is_refused_naming_the_option(
     modern = {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu"}
     for options, named in (
         ({**modern, "logit_softcap": 15.0}, "model.gpt.logit_softcap: 15.0"),
+        ({**modern, "value_embeddings": True}, "model.gpt.value_embeddings: True"),
         ({**modern, "qk_norm": True, "mlp": "relu2"}, "model.gpt.mlp: relu2"),
         ({"mlp": "relu2"}, "model.gpt.mlp: relu2"),
     ):

@@ -90,3 +90,41 @@ def test_bigram_shares_the_interface() -> None:
     # A bigram model's prediction depends on the current token alone.
     torch.testing.assert_close(logits[0, 2], logits[1, 2])
     assert model.num_parameters() == 25
+
+
+def test_bf16_autocast_on_cpu_attends_in_fp32_and_matches_fp32_training() -> None:
+    """bf16-mixed on a CPU: the projections run in bf16, attention in fp32 (torch's bf16 CPU
+    attention backward is many times slower), and a few training steps follow fp32's losses."""
+    torch.manual_seed(0)
+    config = tiny_config(position="rope", norm="rmsnorm", qk_norm=True, mlp="swiglu", tie_embeddings=False)
+    ids = torch.randint(0, config.vocab_size or 0, (4, 17))
+    seen: list[torch.dtype] = []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(q: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        seen.append(q.dtype)
+        return original(q, *args, **kwargs)  # type: ignore[arg-type]
+
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = GPT(config)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        losses[precision] = []
+        for _ in range(5):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                torch.nn.functional.scaled_dot_product_attention = recording
+                try:
+                    logits = model(ids[:, :-1])
+                finally:
+                    torch.nn.functional.scaled_dot_product_attention = original
+                if precision == "bf16":
+                    assert model.lm_head(torch.zeros(1, config.n_embd)).dtype == torch.bfloat16
+            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses[precision].append(loss.item())
+    assert set(seen) == {torch.float32}
+    assert losses["bf16"][-1] < losses["bf16"][0]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], abs=0.05)

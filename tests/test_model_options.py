@@ -23,6 +23,7 @@ OPTIONS: dict[str, dict[str, object]] = {
     "untied": {"tie_embeddings": False},
     "zero_init": {"zero_init_proj": True, "tie_embeddings": False},
     "softcap": {"logit_softcap": 15.0},
+    "value_embeddings": {"value_embeddings": True, "position": "rope"},
     "bias-rmsnorm": {"bias": True, "norm": "rmsnorm"},
     "modern": {
         "position": "rope",
@@ -125,6 +126,8 @@ def test_every_trainable_parameter_has_exactly_one_role(name: str) -> None:
         expected_embeddings.add("transformer.wpe.weight")
     if not model.config.tie_embeddings:
         expected_embeddings.add("lm_head.weight")
+    if model.config.value_embeddings:
+        expected_embeddings |= {f"transformer.ve.{layer}.weight" for layer in range(model.config.n_layer)}
     assert {names[id(p)] for p in roles["embeddings"]} == expected_embeddings
 
 
@@ -136,6 +139,7 @@ def test_parameter_count_and_flops_follow_the_options(name: str) -> None:
     assert model.num_parameters(non_embedding=False) == everything
     lookups = config.vocab_size * config.n_embd * (not config.tie_embeddings)
     lookups += config.block_size * config.n_embd * (config.position == "learned")
+    lookups += config.n_layer * config.vocab_size * config.n_embd * config.value_embeddings
     assert model.num_parameters() == everything - lookups
     assert model.flops_per_token() == 6 * (everything - lookups) + 12 * 2 * 16 * 12
 
@@ -278,3 +282,21 @@ def test_a_lambda_schedule_scales_every_group_and_state_round_trips() -> None:
 def test_muon_refuses_parameters_that_are_not_matrices() -> None:
     with pytest.raises(MinigptError, match="Muon orthogonalises matrices"):
         MuonAdamW([{"params": [torch.nn.Parameter(torch.ones(3))], "algorithm": "muon"}])
+
+
+def test_value_embeddings_mix_each_layers_own_table_into_the_values() -> None:
+    """With the mix's embedding weight at zero the model is the one without value embeddings."""
+    without = trained_a_little(tiny(position="rope"))
+    torch.manual_seed(1)
+    model = GPT(tiny(position="rope", value_embeddings=True))
+    model.load_state_dict(without.state_dict(), strict=False)
+    ids = torch.randint(0, 19, (2, 12))
+    with torch.no_grad():
+        for block in model.transformer.h:
+            block.attn.value_mix.copy_(torch.tensor([1.0, 0.0]))
+        torch.testing.assert_close(model(ids), without(ids))
+        model.transformer.h[1].attn.value_mix.copy_(torch.tensor([1.0, 0.5]))
+        changed = model(ids)
+    assert not torch.allclose(changed, without(ids))
+    assert len(model.transformer.ve) == 2
+    assert model.num_parameters(non_embedding=False) - model.num_parameters() >= 2 * 19 * 16

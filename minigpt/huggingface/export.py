@@ -68,7 +68,7 @@ def architecture_for(config: GPTConfig) -> Architecture:
         f"no Hugging Face architecture has this model's {', '.join(nearest.differences(config))} "
         f"({nearest.name} is the nearest); export writes GPT-2's layout (learned positions, layernorm, gelu, "
         "tied head), Llama's (rope, rmsnorm, swiglu), Qwen2's (Llama's with biases on q, k and v alone) or "
-        "Qwen3's (Llama's with qk_norm), without logit_softcap"
+        "Qwen3's (Llama's with qk_norm), without logit_softcap or value_embeddings"
     )
 
 

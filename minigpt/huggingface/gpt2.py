@@ -23,6 +23,7 @@ GPT2_LAYOUT = {
     "tie_embeddings": True,
     "logit_softcap": 0.0,
     "rope_scaling": None,
+    "value_embeddings": False,
 }
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # Causal-mask buffers that older transformers versions saved beside the weights.

@@ -20,7 +20,13 @@ from minigpt.errors import MinigptError
 from minigpt.model import CONFIG_KEY, GPT, GPTConfig, RopeScaling
 
 # What every member of the family has, as GPTConfig values.
-ROTARY_LAYOUT = {"position": "rope", "norm": "rmsnorm", "mlp": "swiglu", "logit_softcap": 0.0}
+ROTARY_LAYOUT = {
+    "position": "rope",
+    "norm": "rmsnorm",
+    "mlp": "swiglu",
+    "logit_softcap": 0.0,
+    "value_embeddings": False,
+}
 # transformers' defaults where a config.json leaves a value out (all three families).
 DEFAULT_NORM_EPS = 1e-6
 DEFAULT_ROPE_THETA = 10000.0
