@@ -50,12 +50,16 @@ class LanguageModel(LightningModule):
             embeddings, head, gains and biases; minigpt.muon).
         learning_rate: Peak learning rate of AdamW.
         muon_lr: Peak learning rate of Muon's matrices (default: learning_rate).
+        muon_ns_dtype: Precision of Muon's Newton-Schulz products: float32, or bfloat16 (about
+            twice as fast on CPUs with AMX and on GPUs; slower on CPUs without bfloat16 units).
         min_lr: Learning rate at the end of the decay.
         weight_decay: AdamW weight decay, applied to matrices and embeddings only.
         betas: AdamW betas.
         warmup_steps: Steps of linear warmup.
         lr_schedule: After the warmup: cosine or linear decay to min_lr, or constant (minigpt.optim.SCHEDULES).
         lr_decay_steps: Step at which the decay reaches min_lr (default: trainer.max_steps).
+        lr_cooldown: Fraction of the steps after the warmup that the decay takes, at their end;
+            the learning rate holds its peak before (warmup-stable-decay). 1.0: all of them.
         compile: Compile the network with torch.compile (worth it on GPUs).
         on_nonfinite_loss: "stop" ends the run at a NaN/inf loss, before it reaches the weights,
             keeping the checkpoints already written; "skip" drops that batch and goes on.
@@ -70,12 +74,14 @@ class LanguageModel(LightningModule):
         optimizer: str = "adamw",
         learning_rate: float = 1e-3,
         muon_lr: float | None = None,
+        muon_ns_dtype: Literal["float32", "bfloat16"] = "float32",
         min_lr: float = 1e-4,
         weight_decay: float = 0.1,
         betas: tuple[float, float] = (0.9, 0.99),
         warmup_steps: int = 100,
         lr_schedule: str = "cosine",
         lr_decay_steps: int | None = None,
+        lr_cooldown: float = 1.0,
         compile: bool = False,
         on_nonfinite_loss: Literal["stop", "skip"] = "stop",
     ) -> None:
@@ -89,6 +95,8 @@ class LanguageModel(LightningModule):
             raise MinigptError(f"model.min_lr ({min_lr}) must not exceed model.learning_rate ({learning_rate})")
         if optimizer not in OPTIMIZERS:
             raise MinigptError(f"unknown model.optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if not (isinstance(lr_cooldown, (int, float)) and 0 < lr_cooldown <= 1):
+            raise MinigptError(f"model.lr_cooldown is a fraction of the run in (0, 1], got {lr_cooldown!r}")
         if lr_schedule not in SCHEDULES:
             raise MinigptError(f"unknown model.lr_schedule {lr_schedule!r}; choose one of {', '.join(SCHEDULES)}")
         self.arch = arch
@@ -176,13 +184,13 @@ class LanguageModel(LightningModule):
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         hp = self.settings
         groups = self.optimizer_groups()
-        optimizer = build_optimizer(groups, hp.optimizer, tuple(hp.betas))
+        optimizer = build_optimizer(groups, hp.optimizer, tuple(hp.betas), getattr(torch, hp.muon_ns_dtype))
         decay_steps = hp.lr_decay_steps or self.trainer.max_steps
         if decay_steps is None or decay_steps <= 0:
             raise MinigptError("set trainer.max_steps or model.lr_decay_steps: the learning-rate schedule needs an end")
         min_ratio, schedule = hp.min_lr / hp.learning_rate, SCHEDULES[hp.lr_schedule]
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: schedule(step, hp.warmup_steps, decay_steps, min_ratio)
+            optimizer, lambda step: schedule(step, hp.warmup_steps, decay_steps, min_ratio, hp.lr_cooldown)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

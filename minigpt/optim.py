@@ -42,42 +42,48 @@ def optimizer_groups(
     return [{**matrices, "weight_decay": weight_decay}, *rest] if roles["matrices"] else rest
 
 
-def build_optimizer(groups: list[dict[str, Any]], optimizer: str, betas: tuple[float, float]) -> torch.optim.Optimizer:
+def build_optimizer(
+    groups: list[dict[str, Any]], optimizer: str, betas: tuple[float, float], ns_dtype: torch.dtype = torch.float32
+) -> torch.optim.Optimizer:
     if optimizer == "adamw":
         # The fused kernel updates every parameter in one pass (see benchmarks/README.md for its speed).
         return torch.optim.AdamW(groups, betas=betas, fused=True)
-    return MuonAdamW(groups, betas=betas)
+    return MuonAdamW(groups, betas=betas, ns_dtype=ns_dtype)
 
 
-# A schedule maps (step, warmup_steps, decay_steps, min_ratio) to the multiplier of the peak
-# learning rate. Every schedule warms up linearly, ends at `min_ratio` at `decay_steps` and stays
-# there; `model.lr_schedule` picks one by name.
-Schedule = Callable[[int, int, int, float], float]
+# A schedule maps (step, warmup_steps, decay_steps, min_ratio, cooldown) to the multiplier of the
+# peak learning rate. Every schedule warms up linearly; cosine and linear then hold the peak and
+# decay over the last `cooldown` fraction of the steps up to `decay_steps` (1.0: all of them; less:
+# warmup-stable-decay, the trapezoid), end at `min_ratio` there and stay. `model.lr_schedule` picks one.
+Schedule = Callable[[int, int, int, float, float], float]
 
 
 def _warmup(step: int, warmup_steps: int) -> float:
     return (step + 1) / (warmup_steps + 1)
 
 
-def warmup_cosine(step: int, warmup_steps: int, decay_steps: int, min_ratio: float) -> float:
+def _decay_progress(step: int, warmup_steps: int, decay_steps: int, cooldown: float) -> float:
+    """How far into its decay the schedule is at `step`: 0 until the cooldown starts, 1 at its end."""
+    progress = (step - warmup_steps) / max(1, decay_steps - warmup_steps)
+    return min(1.0, max(0.0, (progress - (1.0 - cooldown)) / cooldown))
+
+
+def warmup_cosine(step: int, warmup_steps: int, decay_steps: int, min_ratio: float, cooldown: float = 1.0) -> float:
     """Linear warmup to 1, cosine decay to `min_ratio` at `decay_steps`, flat after."""
     if step < warmup_steps:
         return _warmup(step, warmup_steps)
-    if step >= decay_steps:
-        return min_ratio
-    progress = (step - warmup_steps) / max(1, decay_steps - warmup_steps)
+    progress = _decay_progress(step, warmup_steps, decay_steps, cooldown)
     return min_ratio + 0.5 * (1.0 - min_ratio) * (1.0 + math.cos(math.pi * progress))
 
 
-def warmup_linear(step: int, warmup_steps: int, decay_steps: int, min_ratio: float) -> float:
+def warmup_linear(step: int, warmup_steps: int, decay_steps: int, min_ratio: float, cooldown: float = 1.0) -> float:
     """Linear warmup to 1, linear decay to `min_ratio` at `decay_steps`, flat after."""
     if step < warmup_steps:
         return _warmup(step, warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / max(1, decay_steps - warmup_steps))
-    return 1.0 - (1.0 - min_ratio) * progress
+    return 1.0 - (1.0 - min_ratio) * _decay_progress(step, warmup_steps, decay_steps, cooldown)
 
 
-def warmup_constant(step: int, warmup_steps: int, decay_steps: int, min_ratio: float) -> float:
+def warmup_constant(step: int, warmup_steps: int, decay_steps: int, min_ratio: float, cooldown: float = 1.0) -> float:
     """Linear warmup to 1, then constant: no decay."""
     return _warmup(step, warmup_steps) if step < warmup_steps else 1.0
 

@@ -93,6 +93,7 @@ CASES: dict[str, tuple[Case, str]] = {
     ),
     "fit, block_size 0": (lambda w: fit(w, "--data.block_size=0"), "data.block_size must be a positive integer"),
     "fit, unknown lr schedule": (lambda w: fit(w, "--model.lr_schedule=wavy"), "unknown model.lr_schedule 'wavy'"),
+    "fit, lr cooldown 0": (lambda w: fit(w, "--model.lr_cooldown=0"), "model.lr_cooldown is a fraction of the run"),
     "fit, no CPU threads": (lambda w: fit(w, "--cpu.threads=0"), "cpu.threads must be 1 or more, got 0"),
     "fit, unwritable log folder": (
         lambda w: fit(w, f"--trainer.default_root_dir={w / 'a_file' / 'runs'}"),
