@@ -1,4 +1,5 @@
-# make train  - install if needed, pretrain a small GPT on Tiny Shakespeare, print a sample
+# make train  - install if needed, pretrain a small GPT on Tiny Shakespeare (the CPU speedrun
+#               record, configs/speedrun.yaml), print a sample
 # make test   - install if needed, run the test suite
 # make test-fast - the tests that train nothing and start no process (pytest -m "not slow")
 PYTHON ?= python3
@@ -27,7 +28,7 @@ $(BIN)/minigpt: pyproject.toml
 install: $(BIN)/minigpt
 
 train: install
-	$(BIN)/minigpt fit --config configs/pretrain-small.yaml
+	$(BIN)/minigpt fit --config configs/speedrun.yaml
 	@run=$$(ls -td lightning_logs/version_*/checkpoints | head -n 1); \
 	echo "--- sample from $$run/last.ckpt ---"; \
 	$(BIN)/minigpt generate --ckpt_path $$run/last.ckpt --prompt "ROMEO:" --max_new_tokens 500 --seed 1

@@ -47,9 +47,9 @@ ABLATIONS = {
 }
 
 
-def fit(name: str, config: Path, extra: list[str]) -> tuple[Path, float, float]:
-    """Run `minigpt fit`; its run folder, wall time, and its start as a Unix time."""
-    root = OUT / name
+def fit(name: str, config: Path, extra: list[str], out: Path = OUT) -> tuple[Path, float, float]:
+    """Run `minigpt fit` in out/name; its run folder, wall time, and its start as a Unix time."""
+    root = out / name
     started_at, started = time.time(), time.perf_counter()
     command = [sys.executable, "-m", "minigpt", "fit", f"--config={config}", *QUIET, *extra]
     subprocess.run([*command, f"--trainer.default_root_dir={root}"], check=True, stdout=subprocess.DEVNULL)
