@@ -88,8 +88,8 @@ def main() -> None:
         model.parameter_roles(), name, lr, model_args.get("weight_decay", 0.1), model_args.get("muon_lr")
     )
     ns_dtype = getattr(torch, model_args.get("muon_ns_dtype", "float32"))
-    optimizer = build_optimizer(groups, name, tuple(model_args.get("betas", (0.9, 0.99))), ns_dtype)
     bf16 = trainer.get("precision") == "bf16-mixed"
+    optimizer = build_optimizer(groups, name, tuple(model_args.get("betas", (0.9, 0.99))), ns_dtype, bf16)
     autocast: Callable[[], AbstractContextManager[Any]] = (
         (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else nullcontext
     )

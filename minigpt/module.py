@@ -184,7 +184,8 @@ class LanguageModel(LightningModule):
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         hp = self.settings
         groups = self.optimizer_groups()
-        optimizer = build_optimizer(groups, hp.optimizer, tuple(hp.betas), getattr(torch, hp.muon_ns_dtype))
+        mixed = str(self.trainer.precision).endswith("-mixed")
+        optimizer = build_optimizer(groups, hp.optimizer, tuple(hp.betas), getattr(torch, hp.muon_ns_dtype), mixed)
         decay_steps = hp.lr_decay_steps or self.trainer.max_steps
         if decay_steps is None or decay_steps <= 0:
             raise MinigptError("set trainer.max_steps or model.lr_decay_steps: the learning-rate schedule needs an end")

@@ -43,9 +43,18 @@ def optimizer_groups(
 
 
 def build_optimizer(
-    groups: list[dict[str, Any]], optimizer: str, betas: tuple[float, float], ns_dtype: torch.dtype = torch.float32
+    groups: list[dict[str, Any]],
+    optimizer: str,
+    betas: tuple[float, float],
+    ns_dtype: torch.dtype = torch.float32,
+    mixed_precision: bool = False,
 ) -> torch.optim.Optimizer:
+    """The optimizer for `groups`. Under mixed precision AdamW is the multi-tensor (foreach) one:
+    Lightning refuses to clip the gradients of a fused optimizer there, since fp16's fused step
+    unscales them itself, after any clipping."""
     if optimizer == "adamw":
+        if mixed_precision:
+            return torch.optim.AdamW(groups, betas=betas, foreach=True)
         # The fused kernel updates every parameter in one pass (see benchmarks/README.md for its speed).
         return torch.optim.AdamW(groups, betas=betas, fused=True)
     return MuonAdamW(groups, betas=betas, ns_dtype=ns_dtype)

@@ -91,3 +91,12 @@ def train_interrupted_and_resumed(corpus: Path, tmp_path: Path, overrides: dict[
     for step in range(11, 21):
         assert resumed[step] == pytest.approx(full[step], rel=1e-5), step
     return full
+
+
+@pytest.mark.slow
+def test_adamw_with_clipping_trains_under_bf16_mixed(corpus: Path, tmp_path: Path) -> None:
+    """Every GPU config's combination (bf16-mixed by default there, AdamW, gradient clipping),
+    here on a CPU: Lightning refuses to clip a fused optimizer's gradients under mixed precision."""
+    main(tiny_fit_args(corpus, max_steps=20, **{"trainer.precision": "bf16-mixed"}))
+    losses = scalars(tmp_path / "lightning_logs" / "version_0", "train/loss")
+    assert losses[20] < losses[1] - 0.5
