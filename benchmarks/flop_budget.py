@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 
+from minigpt.lightning_cli import fit_parser
 from minigpt.model import GPT, GPTConfig
 from minigpt.optim import build_optimizer, optimizer_groups
 
@@ -76,20 +76,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--compile", action="store_true", help="also time the step with torch.compile")
     options = parser.parse_args()
-    config = yaml.safe_load(options.config.read_text())
-    model_args, data = config["model"], config["data"]["init_args"]
-    trainer = config.get("trainer", {})
-    block, batch = data["block_size"], data["batch_size"]
+    # The config as `minigpt fit` resolves it: minigpt's own defaults fill what the file leaves out.
+    config = fit_parser().parse_args([f"--config={options.config}"])
+    hp, trainer = config.model, config.trainer
+    block, batch = config.data.init_args.block_size, config.data.init_args.batch_size
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=block, **model_args.get("gpt", {})))
-    name = model_args.get("optimizer", "adamw")
-    lr = model_args.get("learning_rate", 1e-3)
-    groups = optimizer_groups(
-        model.parameter_roles(), name, lr, model_args.get("weight_decay", 0.1), model_args.get("muon_lr")
-    )
-    ns_dtype = getattr(torch, model_args.get("muon_ns_dtype", "float32"))
-    bf16 = trainer.get("precision") == "bf16-mixed"
-    optimizer = build_optimizer(groups, name, tuple(model_args.get("betas", (0.9, 0.99))), ns_dtype, bf16)
+    model = GPT(GPTConfig.from_dict({**hp.gpt.as_dict(), "vocab_size": VOCAB, "block_size": block}))
+    groups = optimizer_groups(model.parameter_roles(), hp.optimizer, hp.learning_rate, hp.weight_decay, hp.muon_lr)
+    bf16 = trainer.precision == "bf16-mixed"
+    optimizer = build_optimizer(groups, hp.optimizer, tuple(hp.betas), getattr(torch, hp.muon_ns_dtype), bf16)
     autocast: Callable[[], AbstractContextManager[Any]] = (
         (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else nullcontext
     )
@@ -105,7 +100,7 @@ def main() -> None:
     timings = {
         "forward + loss": lambda: losses.append(forward(model)),
         "backward": lambda: losses.pop().backward(),
-        "clip": lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.get("gradient_clip_val", 1.0)),
+        "clip": lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.gradient_clip_val),
         "optimizer": lambda: (optimizer.step(), optimizer.zero_grad(set_to_none=True)),
     }
     for _ in range(3):
@@ -123,7 +118,8 @@ def main() -> None:
     flops = model.flops_per_token() * tokens
     dtype = torch.bfloat16 if bf16 else torch.float32
     ceiling_ms = matmul_ceiling_ms(model, tokens, batch, block, dtype, options.steps)
-    print(f"{options.config.name}: {model.num_parameters():,} parameters, batch {batch} x {block}, {name}, {dtype}")
+    shape = f"batch {batch} x {block}, {hp.optimizer}, {dtype}"
+    print(f"{options.config.name}: {model.num_parameters():,} parameters, {shape}")
     print(f"threads {torch.get_num_threads()}, {model.flops_per_token() / 1e6:.2f} MFLOP per token")
     for part, ms in parts.items():
         print(f"  {part:15s} {ms:7.1f} ms  {100 * ms / step_ms:4.0f}%")
@@ -145,7 +141,7 @@ def main() -> None:
 
     val_ms = median_ms(validate, 3)
     model.train()
-    steps, interval = trainer.get("max_steps", 0), trainer.get("val_check_interval")
+    steps, interval = trainer.max_steps, trainer.val_check_interval
     if steps and interval:
         validations = steps // interval
         share = validations * val_ms / (validations * val_ms + steps * step_ms)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -27,6 +28,7 @@ from datetime import date
 from pathlib import Path
 
 import modern_recipe  # the script beside this one
+import yaml
 from modern_recipe import QUIET, scalars
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,15 +68,12 @@ def fit(name: str, config: Path, extra: list[str]) -> dict:
 def short_context_loss(version: str) -> float:
     """The checkpoint's validation loss over 64-character windows, pretrain-small's protocol."""
     checkpoint = REPO / version / "checkpoints" / "last.ckpt"
+    root = OUT / "64"
     command = [sys.executable, "-m", "minigpt", "validate", f"--config={CONFIGS / 'speedrun.yaml'}", *QUIET]
-    command += [f"--ckpt_path={checkpoint}", "--data.init_args.block_size=64", f"--trainer.default_root_dir={OUT}/64"]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    for line in output.splitlines():
-        # Lightning's results table: "│  val/loss  │  1.6041  │"
-        cells = [cell.strip() for cell in line.strip("│|").split("│")]
-        if len(cells) == 2 and cells[0] == "val/loss":
-            return float(cells[1])
-    raise SystemExit(f"no val/loss in the output of {' '.join(command)}")
+    command += [f"--ckpt_path={checkpoint}", "--data.init_args.block_size=64", f"--trainer.default_root_dir={root}"]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    versions = sorted((root / "lightning_logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    return scalars(versions[-1], "val/loss")[-1].value
 
 
 def main() -> None:
@@ -93,7 +92,7 @@ def main() -> None:
     record = next(result for result in results if result["name"] == "speedrun")
     record["val_64"] = short_context_loss(record["version"])
     OUT.mkdir(parents=True, exist_ok=True)
-    machine = f"{platform.machine()}, {_cores()} cores"
+    machine = f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores"
     (OUT / "runs.json").write_text(json.dumps(dict(date=str(date.today()), machine=machine, runs=results), indent=1))
     print(f"\n| run | val loss | bits/char | wall time (s) | first val <= {TARGET} (s) |")
     print("| --- | ---: | ---: | ---: | ---: |")
@@ -111,15 +110,7 @@ def main() -> None:
 
 
 def _max_steps(config: Path) -> int:
-    import yaml
-
     return int(yaml.safe_load(config.read_text())["trainer"]["max_steps"])
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 if __name__ == "__main__":
