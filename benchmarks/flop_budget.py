@@ -1,7 +1,7 @@
 """Where a training step's time goes on this CPU, against what its matrix multiplies could do.
 
     python benchmarks/flop_budget.py --config configs/pretrain-small.yaml
-    python benchmarks/flop_budget.py --config configs/speedrun.yaml [--compile]
+    python benchmarks/flop_budget.py --config configs/speedrun.yaml [--compile] [--profile]
 
 Builds the config's GPT (Tiny Shakespeare's 65 characters), optimizer and batch shape in plain
 PyTorch, then measures (medians over --steps steps):
@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--compile", action="store_true", help="also time the step with torch.compile")
+    parser.add_argument("--profile", action="store_true", help="also list the step's most costly operators")
     options = parser.parse_args()
     # The config as `minigpt fit` resolves it: minigpt's own defaults fill what the file leaves out.
     config = fit_parser().parse_args([f"--config={options.config}"])
@@ -129,6 +130,15 @@ def main() -> None:
         f"matmuls alone    {ceiling_ms:7.1f} ms  {flops / ceiling_ms / 1e6:.1f} GFLOP/s at these shapes: "
         f"the step reaches {100 * ceiling_ms / step_ms:.0f}% of it"
     )
+    if options.profile:
+        steps = 10
+        with torch.profiler.profile() as profiler:
+            for _ in range(steps):
+                for work in timings.values():
+                    work()
+        print(f"operators by their own time, ms per step (torch.profiler, {steps} steps):")
+        for event in sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:12]:
+            print(f"  {event.key[:60]:60s} {event.self_cpu_time_total / 1000 / steps:6.1f} ms  x{event.count // steps}")
     model.eval()
     windows = VAL_CHARACTERS // block
     val_inputs = torch.randint(0, VOCAB, (batch, block))
