@@ -17,15 +17,25 @@ ifneq ($(wildcard $(SHARED_DATA)/tinyshakespeare/input.txt),)
 export MINIGPT_DATA_DIR ?= $(SHARED_DATA)
 endif
 
-.PHONY: install train test test-fast tensorboard lint format bench clean
+.PHONY: install install-dev train test test-fast tensorboard lint format bench clean
 
+# The package alone is what training needs; the dev tools (pytest, ruff, mypy, and transformers,
+# peft, openai, playwright for the tests) come with the targets that use them. Lightning imports
+# torchmetrics, which imports transformers whenever it is installed: ~1 s more for every
+# `minigpt fit` to start (benchmarks/README.md, "The same recipe as nanoGPT").
 $(BIN)/minigpt: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(BIN)/minigpt
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 install: $(BIN)/minigpt
+
+install-dev: $(VENV)/.dev
 
 train: install
 	$(BIN)/minigpt fit --config configs/speedrun.yaml
@@ -33,25 +43,25 @@ train: install
 	echo "--- sample from $$run/last.ckpt ---"; \
 	$(BIN)/minigpt generate --ckpt_path $$run/last.ckpt --prompt "ROMEO:" --max_new_tokens 500 --seed 1
 
-test: install
+test: install-dev
 	$(BIN)/pytest
 
-test-fast: install
+test-fast: install-dev
 	$(BIN)/pytest -m "not slow"
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir lightning_logs
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-format: install
+format: install-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install
+bench: install-dev
 	$(BIN)/python benchmarks/lightning_overhead.py
 	$(BIN)/python benchmarks/train_figures.py --config configs/pretrain-small.yaml
 	$(BIN)/python benchmarks/kv_cache.py --threads 1
