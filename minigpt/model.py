@@ -301,9 +301,55 @@ class KVCache:
             layer.length = 0
 
 
+class _CpuRMSNorm(torch.autograd.Function):
+    """RMSNorm over the last dimension with a hand-written backward, computed in float32 at least.
+
+    torch's CPU rms_norm is composed of several elementwise ops, and autograd differentiates each:
+    forward and backward together take twice as long as these few passes (benchmarks/README.md,
+    "Where the step's time goes")."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+        wide = x.to(torch.promote_types(x.dtype, torch.float32))
+        inverse_rms = torch.rsqrt(wide.square().mean(-1, keepdim=True) + eps)
+        normed = wide * inverse_rms
+        ctx.save_for_backward(normed, inverse_rms, weight)
+        ctx.x_dtype = x.dtype
+        return (normed if weight is None else normed * weight).to(x.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, None]:
+        normed, inverse_rms, weight = ctx.saved_tensors
+        grad = grad.to(normed.dtype)
+        scaled = grad if weight is None else grad * weight
+        # d(x / rms) / dx applied to `scaled`: remove its component along the normalised x.
+        grad_x = (scaled - normed * (scaled * normed).mean(-1, keepdim=True)) * inverse_rms
+        grad_weight = None
+        if weight is not None and ctx.needs_input_grad[1]:
+            grad_weight = (grad * normed).flatten(0, -2).sum(0).to(weight.dtype)
+        return grad_x.to(ctx.x_dtype), grad_weight, None
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """RMSNorm over x's last dimension: _CpuRMSNorm on CPUs, torch's own elsewhere (fused on CUDA)
+    and under torch.compile (which fuses it itself)."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return F.rms_norm(x, (x.size(-1),), weight, eps)
+    return cast(torch.Tensor, _CpuRMSNorm.apply(x, weight, eps))
+
+
+class RMSNorm(nn.RMSNorm):
+    """nn.RMSNorm (same parameters and state dict) over the last dimension, through `rms_norm`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.eps is not None  # minigpt always gives the config's norm_eps
+        return rms_norm(x, self.weight, self.eps)
+
+
 def make_norm(config: GPTConfig) -> nn.Module:
     if config.norm == "rmsnorm":
-        return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
+        return RMSNorm(config.n_embd, eps=config.norm_eps)
     return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
 
 
@@ -374,8 +420,8 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(self.n_head * self.head_dim, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         if config.qk_norm_gains:
-            self.q_norm = nn.RMSNorm(self.head_dim, eps=config.norm_eps)
-            self.k_norm = nn.RMSNorm(self.head_dim, eps=config.norm_eps)
+            self.q_norm = RMSNorm(self.head_dim, eps=config.norm_eps)
+            self.k_norm = RMSNorm(self.head_dim, eps=config.norm_eps)
         if config.value_embeddings:
             # Weights of the projected values and of the layer's value embedding.
             self.value_mix = nn.Parameter(torch.tensor([0.5, 0.5]))
@@ -405,7 +451,7 @@ class CausalSelfAttention(nn.Module):
         # as small tensors make launches the cost.
         qk = qkv[..., : queries + keys].view(batch, time, self.n_head + self.n_kv_head, self.head_dim)
         if self.qk_norm:
-            qk = F.rms_norm(qk, (self.head_dim,), eps=self.norm_eps)
+            qk = rms_norm(qk, None, self.norm_eps)
             gains = self.qk_gains()
             if gains is not None:
                 qk = qk * gains

@@ -5,7 +5,7 @@ import torch
 
 from minigpt.bigram import BigramConfig, BigramLM
 from minigpt.errors import MinigptError
-from minigpt.model import GPT, PRESETS, GPTConfig
+from minigpt.model import GPT, PRESETS, GPTConfig, rms_norm
 
 
 def tiny_config(**overrides: object) -> GPTConfig:
@@ -128,3 +128,28 @@ def test_bf16_autocast_on_cpu_attends_in_fp32_and_matches_fp32_training() -> Non
     assert set(seen) == {torch.float32}
     assert losses["bf16"][-1] < losses["bf16"][0]
     assert losses["bf16"] == pytest.approx(losses["fp32"], abs=0.05)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("with_weight", [True, False])
+def test_cpu_rms_norm_matches_torch_in_value_gradient_and_dtype(dtype: torch.dtype, with_weight: bool) -> None:
+    """minigpt's CPU RMSNorm (a hand-written backward) gives torch's rms_norm output and gradients."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 16, dtype=dtype, requires_grad=True)
+    weight = torch.randn(16, requires_grad=True) if with_weight else None
+    grad = torch.randn(3, 5, 16, dtype=dtype)
+    inputs = [x] + ([weight] if weight is not None else [])
+    ours = rms_norm(x, weight, 1e-6)
+    theirs = torch.nn.functional.rms_norm(x, (16,), weight, 1e-6)
+    assert ours.dtype == theirs.dtype == dtype
+    torch.testing.assert_close(ours, theirs)
+    expected = torch.autograd.grad(theirs, inputs, grad)
+    for mine, reference in zip(torch.autograd.grad(ours, inputs, grad), expected, strict=True):
+        assert mine.dtype == reference.dtype
+        torch.testing.assert_close(mine, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_rms_norm_gradients_are_exact_in_float64() -> None:
+    x = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, weight: rms_norm(x, weight, 1e-6), (x, weight))
