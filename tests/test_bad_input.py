@@ -122,6 +122,11 @@ CASES: dict[str, tuple[Case, str]] = {
         lambda w: [*instruct(w, "good.jsonl"), f"--data.tokenizer_from={w / 'bad.yaml'}"],
         "error: data.tokenizer_from: ",
     ),
+    # validate: its own parser, its own help
+    "validate, unknown option": (
+        lambda w: ["validate", *fit(w, f"--ckpt_path={last_checkpoint(w)}", "--model.gpt.n_embdd=8")[1:]],
+        "unknown option --model.gpt.n_embdd (did you mean model.gpt.n_embd?); `minigpt validate --help`",
+    ),
     # tokenizer
     "tokenizer train, missing input": (
         lambda w: [
